@@ -1,0 +1,39 @@
+# fasflow: two commands from a fresh clone, `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: venv demo test test-fast lint bench report clean-demo
+
+# The environment is rebuilt only when the lock file or pyproject changes.
+$(STAMP): requirements/lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --printshellcmds
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
+	@echo "demo finished: tables in results/tables/, report in results/report.html"
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not workflow and not container and not slurm"
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean-demo:
+	rm -rf results logs benchmarks/results .snakemake resources/demo

@@ -1,0 +1,21 @@
+"""fasflow: identity-aware face anti-spoofing on CelebA-Spoof, reproducibly."""
+
+__version__ = "0.1.0"
+
+# Spoof is the positive class throughout (ISO/IEC 30107-3 convention used here).
+LIVE, SPOOF = 0, 1
+
+# CelebA-Spoof label vector index 40: presentation-attack instrument species.
+SPOOF_TYPES = {
+    0: "live",
+    1: "photo",
+    2: "poster",
+    3: "a4",
+    4: "face_mask",
+    5: "upper_body_mask",
+    6: "region_mask",
+    7: "pc",
+    8: "pad",
+    9: "phone",
+    10: "3d_mask",
+}
