@@ -1,0 +1,307 @@
+"""CelebA-Spoof metadata -> one clean table of usable images, with every problem counted.
+
+Real copies are messy (partial downloads, missing or broken box files, odd label vectors).
+Each problem class has a policy: `skip` (drop the image, count it), `keep` (boxes only:
+use the whole image, count it) or `fail` (stop with an error naming examples; nothing is written).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+from PIL import Image
+
+from .errors import DataError
+
+LABEL_LENGTH = 44
+IDX_SPOOF_TYPE, IDX_ILLUMINATION, IDX_ENVIRONMENT, IDX_LABEL = 40, 41, 42, 43
+N_SPOOF_TYPES = 11
+EXAMPLES_PER_REASON = 5
+
+# reason -> config key of its policy
+POLICY_KEYS = {
+    "unsafe_path": "on_unsafe_path",
+    "malformed_label": "on_malformed_label",
+    "duplicate_path": "on_duplicate",
+    "missing_image": "on_missing_image",
+    "unreadable_image": "on_unreadable_image",
+    "bb_missing": "on_missing_box",
+    "bb_malformed": "on_malformed_box",
+    "bb_bad": "on_bad_box",
+}
+
+# Sensible for real partial copies: skip and count; keep images whose box is unusable
+# (whole image, counted); refuse label keys that try to leave the root.
+DEFAULT_POLICIES = {
+    "on_unsafe_path": "fail",
+    "on_malformed_label": "skip",
+    "on_duplicate": "skip",
+    "on_missing_image": "skip",
+    "on_unreadable_image": "skip",
+    "on_missing_box": "keep",
+    "on_malformed_box": "keep",
+    "on_bad_box": "keep",
+}
+
+SCHEMA = {
+    "path": pl.String,
+    "subject_id": pl.String,
+    "label": pl.Int8,
+    "spoof_type": pl.Int8,
+    "illumination": pl.Int16,
+    "environment": pl.Int16,
+    "official_split": pl.String,
+    "width": pl.Int32,
+    "height": pl.Int32,
+    "box_x": pl.Float64,
+    "box_y": pl.Float64,
+    "box_w": pl.Float64,
+    "box_h": pl.Float64,
+    "box_score": pl.Float64,
+    "box_status": pl.String,
+}
+
+
+class Tally:
+    """Counts per reason with a few example paths, and the policy applied to each."""
+
+    def __init__(self, policies: dict[str, str]) -> None:
+        unknown = set(policies) - set(DEFAULT_POLICIES)
+        if unknown:
+            raise DataError(f"unknown ingest policy key(s): {sorted(unknown)}")
+        self.policies = {**DEFAULT_POLICIES, **policies}
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, reason: str, paths: list[str]) -> None:
+        if not paths:
+            return
+        self.counts[reason] += len(paths)
+        room = EXAMPLES_PER_REASON - len(self.examples[reason])
+        self.examples[reason].extend(paths[: max(room, 0)])
+        if self.policies[POLICY_KEYS[reason]] == "fail":
+            raise DataError(
+                f"{len(paths)} image(s) with problem '{reason}' and ingest.{POLICY_KEYS[reason]}: fail "
+                f"(e.g. {', '.join(paths[:EXAMPLES_PER_REASON])}). Set ingest.{POLICY_KEYS[reason]} "
+                f"to skip{' or keep' if reason.startswith('bb_') else ''} to count them instead."
+            )
+
+    def action(self, reason: str) -> str:
+        return self.policies[POLICY_KEYS[reason]]
+
+
+def is_safe_relative(path: str) -> bool:
+    """True for a relative POSIX path that stays inside the root (no absolute path, no '..')."""
+    if not path or path.startswith(("/", "\\")) or "\\" in path or ":" in path.split("/")[0]:
+        return False
+    parts = path.split("/")
+    return ".." not in parts and posixpath.normpath(path) == path
+
+
+def read_label_file(root: Path, relative: str) -> dict:
+    path = root / relative
+    if not path.is_file():
+        raise DataError(f"label file not found: {path} (dataset.label_files, relative to dataset.root)")
+    try:
+        with open(path) as fh:
+            labels = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"label file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(labels, dict):
+        raise DataError(f"label file {path} must hold a JSON object of path -> label vector")
+    if not labels:
+        raise DataError(f"label file {path} lists no images")
+    return labels
+
+
+def labels_frame(labels: dict, source: str, tally: Tally) -> pl.DataFrame:
+    """Path + label fields of one label file; malformed vectors and unsafe paths are counted."""
+    paths = list(labels)
+    safe = [is_safe_relative(p) for p in paths]
+    tally.add("unsafe_path", [p for p, ok in zip(paths, safe) if not ok])
+    paths = [p for p, ok in zip(paths, safe) if ok]
+    vectors = [labels[p] for p in paths]
+    try:  # fast path: a well-formed file is one strict list column
+        frame = pl.DataFrame({"path": paths, "vec": vectors}, schema={"path": pl.String, "vec": pl.List(pl.Int64)}, strict=True)
+        valid = frame["vec"].list.len() == LABEL_LENGTH
+    except (TypeError, pl.exceptions.PolarsError, OverflowError):
+        ok = [_vector_ok(v) for v in vectors]
+        frame = pl.DataFrame(
+            {"path": paths, "vec": [v if good else [] for v, good in zip(vectors, ok)]},
+            schema={"path": pl.String, "vec": pl.List(pl.Int64)},
+        )
+        valid = pl.Series(ok) & (frame["vec"].list.len() == LABEL_LENGTH)
+    frame = frame.with_columns(valid.alias("valid"))
+    good = frame.filter("valid")
+    good = good.with_columns(
+        pl.col("vec").list.get(IDX_SPOOF_TYPE).cast(pl.Int8).alias("spoof_type"),
+        pl.col("vec").list.get(IDX_ILLUMINATION).cast(pl.Int16).alias("illumination"),
+        pl.col("vec").list.get(IDX_ENVIRONMENT).cast(pl.Int16).alias("environment"),
+        pl.col("vec").list.get(IDX_LABEL).cast(pl.Int8).alias("label"),
+    )
+    parts = pl.col("path").str.split("/")
+    good = good.with_columns(
+        parts.list.get(0, null_on_oob=True).alias("_data"),
+        parts.list.get(1, null_on_oob=True).alias("official_split"),
+        parts.list.get(2, null_on_oob=True).alias("subject_id"),
+        parts.list.get(3, null_on_oob=True).alias("_kind"),
+        parts.list.len().alias("_depth"),
+    )
+    well_formed = (
+        pl.col("label").is_in([0, 1])
+        & pl.col("spoof_type").is_between(0, N_SPOOF_TYPES - 1)
+        # live <=> spoof type 0; anything else is a contradictory vector
+        & ((pl.col("label") == 0) == (pl.col("spoof_type") == 0))
+        & (pl.col("_data") == "Data")
+        & (pl.col("_depth") == 5)
+        & pl.col("_kind").is_in(["live", "spoof"])
+    )
+    good = good.with_columns(well_formed.fill_null(False).alias("valid"))
+    bad = frame.filter(~pl.col("valid"))["path"].to_list() + good.filter(~pl.col("valid"))["path"].to_list()
+    tally.add("malformed_label", bad)
+    return good.filter("valid").select("path", "subject_id", "label", "spoof_type", "illumination", "environment", "official_split", "_kind")
+
+
+def _vector_ok(vector) -> bool:
+    return (
+        isinstance(vector, list)
+        and len(vector) == LABEL_LENGTH
+        and all(type(x) is int for x in vector)  # bool is not a label value
+    )
+
+
+def box_file(root: Path, path: str) -> Path:
+    """<image without extension>_BB.txt (train images are .jpg, test images .png)."""
+    return root / (posixpath.splitext(path)[0] + "_BB.txt")
+
+
+def parse_box(text: str) -> tuple[float, float, float, float, float] | None:
+    """'x y w h score' -> floats, or None if empty, unparsable or non-finite."""
+    fields = text.split()
+    if len(fields) < 4:
+        return None
+    try:
+        values = [float(v) for v in fields[:5]]
+    except ValueError:
+        return None
+    if not all(math.isfinite(v) for v in values):
+        return None
+    if len(values) == 4:
+        values.append(float("nan"))
+    return tuple(values)  # type: ignore[return-value]
+
+
+def box_in_pixels(box224, width: int, height: int) -> tuple[float, float, float, float] | None:
+    """Convert from the 224 frame and clip to the image; None if nothing of the box remains."""
+    x, y, w, h = box224[:4]
+    sx, sy = width / 224.0, height / 224.0
+    left, top = max(0.0, x * sx), max(0.0, y * sy)
+    right, bottom = min(float(width), (x + w) * sx), min(float(height), (y + h) * sy)
+    if w <= 0 or h <= 0 or right - left < 1.0 or bottom - top < 1.0:
+        return None
+    return (left, top, right - left, bottom - top)
+
+
+def inspect_file(root: Path, path: str) -> dict:
+    """Image header size (no full decode) and the box file, as raw facts."""
+    image = root / path
+    if not image.is_file():
+        return {"status": "missing_image"}
+    try:
+        with Image.open(image) as im:
+            width, height = im.size
+    except (OSError, SyntaxError, ValueError):
+        return {"status": "unreadable_image"}
+    bb = box_file(root, path)
+    if not bb.is_file():
+        return {"status": "ok", "width": width, "height": height, "box": "missing"}
+    try:
+        box = parse_box(bb.read_text(errors="replace"))
+    except OSError:
+        box = None
+    if box is None:
+        return {"status": "ok", "width": width, "height": height, "box": "malformed"}
+    pixels = box_in_pixels(box, width, height)
+    if pixels is None:
+        return {"status": "ok", "width": width, "height": height, "box": "bad"}
+    return {"status": "ok", "width": width, "height": height, "box": "ok", "pixels": pixels, "score": box[4]}
+
+
+def ingest(root: str | Path, label_files: list[str], policies: dict[str, str], check_files: bool = True, threads: int = 1) -> tuple[pl.DataFrame, dict]:
+    """Read the label files under `root`; return (images table, report). Raises DataError on `fail`."""
+    root = Path(root)
+    tally = Tally(policies)
+    frames, listed = [], 0
+    for relative in label_files:
+        labels = read_label_file(root, relative)
+        listed += len(labels)
+        frames.append(labels_frame(labels, relative, tally))
+    table = pl.concat(frames)
+    duplicated = table.filter(pl.col("path").is_duplicated() & ~pl.col("path").is_first_distinct())
+    tally.add("duplicate_path", duplicated["path"].to_list())
+    table = table.unique("path", keep="first", maintain_order=True)
+    # Files filed under live/ whose vector says spoof (or the reverse) are kept with the vector's label.
+    mismatch = table.filter((pl.col("_kind") == "spoof") != (pl.col("label") == 1)).height
+
+    if check_files:
+        table = _attach_files(table, root, tally, threads)
+    else:
+        table = table.with_columns(
+            pl.lit(None, pl.Int32).alias("width"), pl.lit(None, pl.Int32).alias("height"),
+            *[pl.lit(None, pl.Float64).alias(c) for c in ("box_x", "box_y", "box_w", "box_h", "box_score")],
+            pl.lit("unchecked").alias("box_status"),
+        )
+    table = table.select(list(SCHEMA)).cast(SCHEMA).sort("path")
+    if table.is_empty():
+        raise DataError(f"no usable images under {root} (see the counts: {dict(tally.counts)})")
+    report = {
+        "root": str(root),
+        "label_files": list(label_files),
+        "listed": listed,
+        "usable": table.height,
+        "skipped_or_flagged": dict(sorted(tally.counts.items())),
+        "policies": {reason: tally.action(reason) for reason in POLICY_KEYS},
+        "examples": {k: v for k, v in sorted(tally.examples.items())},
+        "label_folder_mismatch_kept": mismatch,
+        "box_status": dict(sorted(Counter(table["box_status"].to_list()).items())),
+        "subjects": table["subject_id"].n_unique(),
+        "live": int((table["label"] == 0).sum()),
+        "spoof": int((table["label"] == 1).sum()),
+        "check_files": check_files,
+    }
+    if check_files:
+        report["present"] = listed - sum(tally.counts[r] for r in ("unsafe_path", "malformed_label", "duplicate_path", "missing_image"))
+    return table, report
+
+
+def _attach_files(table: pl.DataFrame, root: Path, tally: Tally, threads: int) -> pl.DataFrame:
+    paths = table["path"].to_list()
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        facts = list(pool.map(lambda p: inspect_file(root, p), paths, chunksize=256))
+    for reason in ("missing_image", "unreadable_image"):
+        tally.add(reason, [p for p, f in zip(paths, facts) if f["status"] == reason])
+    drop = set()
+    for reason, kind in (("bb_missing", "missing"), ("bb_malformed", "malformed"), ("bb_bad", "bad")):
+        hit = [p for p, f in zip(paths, facts) if f.get("box") == kind]
+        tally.add(reason, hit)
+        if tally.action(reason) == "skip":
+            drop.update(hit)
+    rows = []
+    for path, fact in zip(paths, facts):
+        if fact["status"] != "ok" or path in drop:
+            rows.append(None)
+            continue
+        pixels = fact.get("pixels") or (None, None, None, None)
+        rows.append((fact["width"], fact["height"], *pixels, fact.get("score"), fact["box"]))
+    keep = [r is not None for r in rows]
+    kept = [r for r in rows if r is not None]
+    columns = list(zip(*kept)) if kept else [[]] * 8
+    names = ["width", "height", "box_x", "box_y", "box_w", "box_h", "box_score", "box_status"]
+    extra = pl.DataFrame({n: list(c) for n, c in zip(names, columns)}, schema={n: SCHEMA[n] for n in names})
+    return pl.concat([table.filter(pl.Series(keep)), extra], how="horizontal")
