@@ -1,0 +1,356 @@
+"""The training loop: one function a reader can follow top to bottom.
+
+train_model() fits one network (teacher or student) on the train split, validates every
+epoch, keeps the best weights by validation F1 (ties: lower validation loss), stops early,
+and after every epoch atomically writes a resume checkpoint so a killed job continues
+from its last finished epoch. The test split is never an argument here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from . import io
+from .data import FaceDataset, build_loader, eval_transform, train_transform
+from .losses import class_weights, distillation_loss
+from .models import count_parameters, create_model, save_weights
+from .runlog import get_logger
+from .seeding import seed_everything
+
+HISTORY_COLUMNS = [
+    "epoch", "train_loss", "val_loss", "val_f1", "val_apcer", "val_bpcer", "val_acer",
+    "lr", "seconds", "images_per_s",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (written into summary.json)."""
+
+    name: str
+    arch: str
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    dropout: float = 0.2
+    patience: int = 5
+    distill: bool = False
+    alpha: float = 0.6
+    temperature: float = 4.0
+    input_size: int = 224
+    batch_size: int = 64
+    max_epochs: int = 30
+    num_workers: int = 0
+    device: str = "auto"
+    seed: int = 0
+    class_weighted: bool = True
+    pretrained: bool = False
+    pretrained_dir: str = "resources/pretrained"
+    extra: dict = field(default_factory=dict)
+
+
+class EarlyStopping:
+    """Best-by-validation-F1 bookkeeping; ties go to the lower validation loss."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_f1 = -math.inf
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def update(self, epoch: int, f1: float, loss: float) -> bool:
+        """Record one epoch; True if it is the new best."""
+        better = f1 > self.best_f1 or (f1 == self.best_f1 and loss < self.best_loss)
+        if better:
+            self.best_f1, self.best_loss, self.best_epoch, self.bad_epochs = f1, loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+def binary_rates(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+    """F1 and APCER/BPCER/ACER at a fixed decision, spoof positive (used for model selection)."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    tp = int(((preds == 1) & (labels == 1)).sum())
+    fp = int(((preds == 1) & (labels == 0)).sum())
+    fn = int(((preds == 0) & (labels == 1)).sum())
+    n_spoof, n_live = int((labels == 1).sum()), int((labels == 0).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    apcer = fn / n_spoof if n_spoof else 0.0
+    bpcer = fp / n_live if n_live else 0.0
+    return {"f1": f1, "apcer": apcer, "bpcer": bpcer, "acer": (apcer + bpcer) / 2}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
+    return torch.device(device)
+
+
+def build_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r} (adamw, adam, sgd)")
+
+
+def train_model(
+    cfg: TrainConfig,
+    train_faces: np.ndarray,
+    train_labels: np.ndarray,
+    val_faces: np.ndarray,
+    val_labels: np.ndarray,
+    out_dir: str | Path | None,
+    teacher: torch.nn.Module | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    checkpoint: bool = True,
+) -> dict:
+    """Train, select and (if out_dir) write weights.safetensors, history.csv and summary.json.
+
+    `on_epoch(epoch, row)` is called after each validation (Optuna reports and prunes there).
+    Returns the summary dict.
+    """
+    log = get_logger()
+    device = resolve_device(cfg.device)
+    cuda = device.type == "cuda"
+    seed_everything(cfg.seed)
+    model = create_model(cfg.arch, cfg.dropout, cfg.pretrained, cfg.pretrained_dir).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.distill and teacher is None:
+        raise ValueError(f"{cfg.name}: distillation needs a teacher")
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    weight = class_weights(train_labels).to(device) if cfg.class_weighted else None
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    stopper = EarlyStopping(cfg.patience)
+    history: list[dict] = []
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # bf16 autocast on GPUs that support it; CPU stays fp32 (bit-reproducible).
+    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp_dtype == torch.float16)
+
+    train_set = FaceDataset(train_faces, train_labels, train_transform(cfg.input_size))
+    val_set = FaceDataset(val_faces, val_labels, eval_transform(cfg.input_size))
+    val_loader = build_loader(val_set, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, pin_memory=cuda)
+
+    resume_dir = Path(out_dir) / "resume" if (out_dir and checkpoint) else None
+    start_epoch = 1
+    if resume_dir and (resume_dir / "state.json").is_file():
+        start_epoch, history = load_checkpoint(resume_dir, model, optimizer, scheduler, stopper, best_state)
+        log.info("%s: resuming after epoch %d (best so far: epoch %d, val F1 %.4f)", cfg.name, start_epoch - 1, stopper.best_epoch, stopper.best_f1)
+
+    epoch_times: list[float] = [row["seconds"] for row in history]
+    for epoch in range(start_epoch, cfg.max_epochs + 1):
+        if stopper.should_stop:
+            break
+        # Everything random in an epoch derives from (seed, epoch): a resumed run replays it exactly.
+        epoch_seed = cfg.seed * 100_003 + epoch
+        seed_everything(epoch_seed)
+        train_loader = build_loader(
+            train_set, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers, seed=epoch_seed, pin_memory=cuda, drop_last=len(train_set) > cfg.batch_size
+        )
+        started = time.perf_counter()
+        model.train()
+        total_loss, seen = 0.0, 0
+        for images, targets in train_loader:
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=cuda):
+                logits = model(images)
+                if cfg.distill:
+                    with torch.no_grad():
+                        teacher_logits = teacher(images)
+                    loss = distillation_loss(logits.float(), teacher_logits.float(), targets, weight, cfg.alpha, cfg.temperature)
+                else:
+                    loss = F.cross_entropy(logits.float(), targets, weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total_loss += loss.item() * len(targets)
+            seen += len(targets)
+        train_seconds = time.perf_counter() - started
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+
+        val_loss, val_scores = evaluate(model, val_loader, device, weight, amp_dtype)
+        rates = binary_rates(val_labels, (val_scores >= 0.5).astype(np.int64))
+        seconds = time.perf_counter() - started
+        row = {
+            "epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
+            "val_f1": rates["f1"], "val_apcer": rates["apcer"], "val_bpcer": rates["bpcer"], "val_acer": rates["acer"],
+            "lr": lr, "seconds": seconds, "images_per_s": seen / train_seconds if train_seconds > 0 else 0.0,
+        }
+        history.append(row)
+        if stopper.update(epoch, rates["f1"], val_loss):
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        epoch_times.append(seconds)
+        remaining = cfg.max_epochs - epoch
+        log.info(
+            "%s epoch %d/%d  loss %.4f  val loss %.4f  val F1 %.4f  val ACER %.4f  %.0f img/s  ETA %s%s",
+            cfg.name, epoch, cfg.max_epochs, row["train_loss"], val_loss, rates["f1"], rates["acer"],
+            row["images_per_s"], _eta(np.mean(epoch_times) * remaining), "  *" if stopper.best_epoch == epoch else "",
+        )
+        if resume_dir:
+            save_checkpoint(resume_dir, epoch, model, optimizer, scheduler, stopper, best_state, history)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+
+    model.load_state_dict(best_state)
+    best = next(r for r in history if r["epoch"] == stopper.best_epoch)
+    summary = {
+        "name": cfg.name,
+        "arch": cfg.arch,
+        "dropout": cfg.dropout,
+        "input_size": cfg.input_size,
+        "parameters": count_parameters(model),
+        "hyperparameters": _hyperparameters(cfg),
+        "config": asdict(cfg),
+        "seed": cfg.seed,
+        "best_epoch": stopper.best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": stopper.should_stop,
+        "val_metrics": {k.removeprefix("val_"): best[k] for k in ("val_f1", "val_apcer", "val_bpcer", "val_acer", "val_loss")},
+        "train_images": int(len(train_labels)),
+        "val_images": int(len(val_labels)),
+        "device": str(device),
+        "amp": str(amp_dtype).removeprefix("torch.") if cuda else "off",
+    }
+    if out_dir:
+        write_outputs(Path(out_dir), model, history, summary)
+        if resume_dir and resume_dir.exists():
+            shutil.rmtree(resume_dir)  # the model is final: resume state is no longer needed
+    summary["model"] = model
+    return summary
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, weight, amp_dtype) -> tuple[float, np.ndarray]:
+    """Mean weighted CE and P(spoof) for every sample of `loader`."""
+    model.eval()
+    total, count, scores = 0.0, 0, []
+    for images, targets in loader:
+        images, targets = images.to(device), targets.to(device)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=device.type == "cuda"):
+            logits = model(images).float()
+        total += F.cross_entropy(logits, targets, weight=weight, reduction="sum").item()
+        count += len(targets)
+        scores.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+    return total / max(count, 1), np.concatenate(scores) if scores else np.zeros(0)
+
+
+def write_outputs(out_dir: Path, model, history: list[dict], summary: dict) -> None:
+    from .provenance import provenance
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out_dir / "weights.safetensors")
+    with io.atomic_path(out_dir / "history.csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(history)
+    io.write_json(out_dir / "summary.json", {**summary, "provenance": provenance()})
+
+
+def save_checkpoint(resume_dir: Path, epoch, model, optimizer, scheduler, stopper, best_state, history) -> None:
+    """Model, best weights, optimizer tensors (safetensors) + the rest (JSON); renamed into place."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+    optim_state = optimizer.state_dict()
+    scalars: dict = {}
+    for pid, state in optim_state["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "epoch": epoch,
+        "optimizer_param_groups": optim_state["param_groups"],
+        "optimizer_scalars": scalars,
+        "scheduler": scheduler.state_dict(),
+        "early_stopping": stopper.state_dict(),
+        "history": history,
+    }
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    # Tensors first, then the JSON that points at them: state.json only exists for a complete pair.
+    with io.atomic_path(resume_dir / f"state-{epoch}.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    meta["tensors"] = f"state-{epoch}.safetensors"
+    io.write_json(resume_dir / "state.json", meta)
+    for old in resume_dir.glob("state-*.safetensors"):
+        if old.name != meta["tensors"]:
+            old.unlink()
+
+
+def load_checkpoint(resume_dir: Path, model, optimizer, scheduler, stopper, best_state) -> tuple[int, list[dict]]:
+    meta = json.loads((resume_dir / "state.json").read_text())
+    tensors = load_file(str(resume_dir / meta["tensors"]))
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    for k, v in tensors.items():
+        if k.startswith("best."):
+            best_state[k.removeprefix("best.")] = v
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, key = k.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    for k, v in meta["optimizer_scalars"].items():
+        pid, key = k.split(".", 1)
+        state.setdefault(int(pid), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    stopper.load_state_dict(meta["early_stopping"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta["epoch"] + 1, meta["history"]
+
+
+def _hyperparameters(cfg: TrainConfig) -> dict:
+    hyper = {k: getattr(cfg, k) for k in ("optimizer", "lr", "weight_decay", "dropout", "patience", "batch_size", "max_epochs", "input_size")}
+    hyper["distill"] = cfg.distill
+    if cfg.distill:
+        hyper.update(alpha=cfg.alpha, temperature=cfg.temperature)
+    hyper.update(cfg.extra)
+    return hyper
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

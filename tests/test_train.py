@@ -1,0 +1,159 @@
+"""Training loop: loss, class weights, early stopping, checkpoints, determinism, resume."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fasflow.losses import class_weights, distillation_loss
+from fasflow.models import create_model, save_weights
+from fasflow.train import EarlyStopping, TrainConfig, binary_rates, train_model
+
+torch.set_num_threads(1)
+
+
+def test_distillation_loss_matches_hand_computation():
+    student = torch.tensor([[2.0, 0.0]])
+    teacher = torch.tensor([[0.0, 1.0]])
+    target = torch.tensor([0])
+    weight = torch.tensor([1.0, 3.0])
+    alpha, T = 0.25, 2.0
+    # CE (one sample, weight cancels in the weighted mean): -log softmax(s)[0]
+    ce = -math.log(math.exp(2) / (math.exp(2) + 1))
+    p_t = [math.exp(0) / (1 + math.exp(0.5)), math.exp(0.5) / (1 + math.exp(0.5))]
+    p_s = [math.exp(1) / (math.exp(1) + 1), 1 / (math.exp(1) + 1)]
+    kl = sum(t * math.log(t / s) for t, s in zip(p_t, p_s))
+    expected = (1 - alpha) * ce + alpha * T**2 * kl
+    got = distillation_loss(student, teacher, target, weight, alpha, T).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+    # alpha = 0 is plain weighted CE
+    assert distillation_loss(student, teacher, target, weight, 0.0, T).item() == pytest.approx(ce, rel=1e-6)
+
+
+def test_class_weights_inverse_frequency():
+    weights = class_weights(np.array([0, 1, 1, 1]))
+    assert weights.tolist() == pytest.approx([2.0, 2 / 3])
+    with pytest.raises(ValueError, match="every class"):
+        class_weights(np.array([1, 1]))
+
+
+def test_early_stopping_on_scripted_sequence():
+    stopper = EarlyStopping(patience=2)
+    f1s = [0.5, 0.7, 0.7, 0.6, 0.65, 0.9]
+    losses = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
+    stopped_at = None
+    for epoch, (f1, loss) in enumerate(zip(f1s, losses), start=1):
+        stopper.update(epoch, f1, loss)
+        if stopper.should_stop:
+            stopped_at = epoch
+            break
+    # epoch 3 ties on F1 with lower loss -> new best; epochs 4 and 5 do not improve -> stop at 5
+    assert stopper.best_epoch == 3
+    assert stopped_at == 5
+
+
+def test_binary_rates_spoof_positive():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    preds = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 0])
+    rates = binary_rates(labels, preds)
+    assert rates["apcer"] == pytest.approx(1 / 6)
+    assert rates["bpcer"] == pytest.approx(1 / 4)
+    assert rates["acer"] == pytest.approx((1 / 6 + 1 / 4) / 2)
+    assert rates["f1"] == pytest.approx(2 * 5 / (2 * 5 + 1 + 1))
+
+
+def tiny_data(n=24, size=24, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3 != 0
+    faces = rng.integers(0, 120, size=(n, size, size, 3), dtype=np.uint8)
+    faces[labels, ::2, :, 0] = 250  # spoof stripes: learnable
+    return faces, labels.astype(np.int64)
+
+
+def tiny_config(**kw):
+    base = dict(name="S0", arch="mobilenetv2_100", input_size=16, batch_size=8, max_epochs=3, patience=5, seed=3, lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run(tmp_path, cfg, **kw):
+    faces, labels = tiny_data()
+    vfaces, vlabels = tiny_data(12, seed=1)
+    return train_model(cfg, faces, labels, vfaces, vlabels, tmp_path, **kw)
+
+
+def test_outputs_and_determinism(tmp_path):
+    a = run(tmp_path / "a", tiny_config())
+    b = run(tmp_path / "b", tiny_config())
+    wa = load_file(str(tmp_path / "a" / "weights.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "weights.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (tmp_path / "a" / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss,val_loss,val_f1")
+    assert a["best_epoch"] == b["best_epoch"] and 1 <= a["best_epoch"] <= 3
+    assert not (tmp_path / "a" / "resume").exists()
+    c = run(tmp_path / "c", tiny_config(seed=4))
+    wc = load_file(str(tmp_path / "c" / "weights.safetensors"))
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    cfg = tiny_config(max_epochs=3, optimizer="adamw")
+    run(tmp_path / "full", cfg)
+
+    def kill_after_two(epoch, row):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "killed", cfg, on_epoch=kill_after_two)
+    assert (tmp_path / "killed" / "resume" / "state.json").is_file()
+    assert not (tmp_path / "killed" / "weights.safetensors").exists()
+    epochs_seen = []
+    summary = run(tmp_path / "killed", cfg, on_epoch=lambda e, r: epochs_seen.append(e))
+    assert epochs_seen == [3]  # resumed after epoch 2, did not start over
+    full = load_file(str(tmp_path / "full" / "weights.safetensors"))
+    resumed = load_file(str(tmp_path / "killed" / "weights.safetensors"))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert summary["epochs_run"] == 3
+    assert (tmp_path / "full" / "history.csv").read_text().count("\n") == (tmp_path / "killed" / "history.csv").read_text().count("\n")
+
+
+def test_distillation_with_frozen_teacher(tmp_path):
+    teacher = create_model("mobilenetv2_050", dropout=0.0)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    summary = run(tmp_path, tiny_config(name="S2", distill=True, alpha=0.6, temperature=4.0, max_epochs=1), teacher=teacher)
+    assert summary["hyperparameters"]["alpha"] == 0.6
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not teacher.training
+
+
+def test_distillation_without_teacher_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="needs a teacher"):
+        run(tmp_path, tiny_config(distill=True, max_epochs=1))
+
+
+def test_student_has_paper_parameter_count():
+    model = create_model("mobilenetv2_100", dropout=0.2)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 2.23
+
+
+def test_pretrained_weights_loaded_from_local_file(tmp_path):
+    source = create_model("mobilenetv2_050", dropout=0.0, num_classes=1000)
+    save_weights(source, tmp_path / "mobilenetv2_050.safetensors")
+    model = create_model("mobilenetv2_050", dropout=0.1, pretrained=True, pretrained_dir=tmp_path)
+    own, ref = model.state_dict(), source.state_dict()
+    assert torch.equal(own["conv_stem.weight"], ref["conv_stem.weight"])
+    assert own["classifier.weight"].shape == (2, ref["classifier.weight"].shape[1])
+
+
+def test_pretrained_missing_file_names_it(tmp_path):
+    from fasflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mobilenetv2_050\.safetensors.*fetch_pretrained"):
+        create_model("mobilenetv2_050", pretrained=True, pretrained_dir=tmp_path)

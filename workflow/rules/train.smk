@@ -1,0 +1,49 @@
+# Teacher and student training. Inputs are the train and val splits only: never test.
+
+
+rule train_teacher:
+    """Fine-tune the EfficientNet-B0 teacher; its best checkpoint (val F1) is frozen for distillation."""
+    input:
+        **split_inputs(),
+    output:
+        **model_outputs("teacher"),
+    params:
+        config=config,
+        out_dir="results/models/teacher",
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=8,
+        mem_mb=16000,
+        runtime=240,
+    log:
+        "logs/train/teacher.log",
+    benchmark:
+        "benchmarks/train/teacher.tsv"
+    script:
+        "../scripts/train.py"
+
+
+rule train_student:
+    """Train the MobileNetV2 student of one scenario (S0 baseline, S1 tuned, S2 distilled, S3 both)."""
+    input:
+        unpack(student_inputs),
+    output:
+        **model_outputs("{scenario}"),
+    params:
+        config=config,
+        out_dir="results/models/{scenario}",
+    wildcard_constraints:
+        scenario="|".join(SCENARIOS),
+    threads: 2
+    resources:
+        gpu=1,
+        cpus_per_gpu=8,
+        mem_mb=16000,
+        runtime=240,
+    log:
+        "logs/train/{scenario}.log",
+    benchmark:
+        "benchmarks/train/{scenario}.tsv"
+    script:
+        "../scripts/train.py"
