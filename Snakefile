@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -21,3 +22,33 @@ rule splits:
     """Subject-disjoint split manifests and their report."""
     input:
         "results/splits/split_report.json",
+
+
+rule tables:
+    """All evaluation tables (CSV and Markdown): Tables 1-3 and APCER per spoof type."""
+    input:
+        table_targets(*ALL_TABLES),
+
+
+rule table1:
+    """Table 1: training configuration of each scenario."""
+    input:
+        table_targets("table1_configuration"),
+
+
+rule table2:
+    """Table 2: classification metrics with bootstrap CIs and McNemar tests."""
+    input:
+        table_targets("table2_classification"),
+
+
+rule table3:
+    """Table 3: ISO/IEC 30107-3 anti-spoofing metrics with bootstrap CIs."""
+    input:
+        table_targets("table3_antispoofing"),
+
+
+rule figures:
+    """All evaluation figures (PNG and PDF)."""
+    input:
+        figure_targets(),

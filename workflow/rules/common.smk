@@ -1,5 +1,6 @@
 # Config validation, shared settings and input functions.
 import os
+import re
 import sys
 
 from snakemake.utils import min_version, validate
@@ -7,7 +8,6 @@ from snakemake.utils import min_version, validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from fasflow.config import check_config, check_dataset_root  # noqa: E402
 from fasflow.errors import ConfigError  # noqa: E402
-
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 try:
@@ -59,3 +59,89 @@ def model_outputs(name):
         "history": f"results/models/{name}/history.csv",
         "summary": f"results/models/{name}/summary.json",
     }
+
+
+# --- evaluation (workflow/rules/evaluate.smk): models, tables, figures and report entries.
+EVAL = config["evaluate"]
+# Every trained model gets predictions; tables list the scenarios, then the teacher as reference.
+MODELS = ["teacher"] + SCENARIOS
+TABLE_MODELS = SCENARIOS + (["teacher"] if EVAL["include_teacher"] else [])
+MODEL_PATTERN = "|".join(re.escape(m) for m in MODELS)
+FIGURE_FORMATS = ["png", "pdf"]
+
+if EVAL["reference"] not in SCENARIOS:
+    raise WorkflowError(
+        f"evaluate.reference: {EVAL['reference']!r} is not a scenario (have {SCENARIOS})"
+    )
+
+
+def eval_metric_files(wildcards=None):
+    """Metrics JSON of every model in the tables, in table order."""
+    return [f"results/metrics/{name}.json" for name in TABLE_MODELS]
+
+
+def eval_prediction_files(wildcards=None):
+    """Test predictions of every model in the tables, in table order."""
+    return [f"results/predictions/{name}.parquet" for name in TABLE_MODELS]
+
+
+def tuned_best_params(wildcards=None):
+    """Optuna results of the tuned scenarios (read by Table 1)."""
+    return [
+        f"results/optuna/{name}/best_params.json"
+        for name in SCENARIOS
+        if config["scenarios"][name]["tune"]
+    ]
+
+
+def figure_paths(stem):
+    return [f"results/figures/{stem}.{ext}" for ext in FIGURE_FORMATS]
+
+
+def table_paths(stem, caption, label):
+    """CSV and Markdown of one table, both in the report."""
+    return {
+        ext: report(
+            f"results/tables/{stem}.{ext}",
+            caption=f"../report/{caption}",
+            category="Tables",
+            labels={"table": label, "format": ext.upper()},
+        )
+        for ext in ("csv", "md")
+    }
+
+
+def figure_outputs(stem, caption, label, category="Figures"):
+    """PNG and PDF of one figure, both in the report."""
+    return {
+        ext: report(
+            f"results/figures/{stem}.{ext}",
+            caption=f"../report/{caption}",
+            category=category,
+            labels={"figure": label, "format": ext.upper()},
+        )
+        for ext in FIGURE_FORMATS
+    }
+
+
+def table_targets(*stems):
+    return [f"results/tables/{stem}.{ext}" for stem in stems for ext in ("csv", "md")]
+
+
+def figure_targets():
+    stems = [
+        "figure1_confusion_matrices",
+        "figure2_comparison",
+        "apcer_per_type_heatmap",
+        "roc_curves",
+        "det_curves",
+    ] + [f"training/{name}" for name in MODELS]
+    return [path for stem in stems for path in figure_paths(stem)]
+
+
+ALL_TABLES = (
+    "table1_configuration",
+    "table2_classification",
+    "table3_antispoofing",
+    "apcer_per_type",
+)
