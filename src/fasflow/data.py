@@ -56,7 +56,7 @@ class FaceDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        face = np.ascontiguousarray(self.faces[index])
+        face = np.array(self.faces[index])  # a writable copy of the memory-mapped row
         return self.transform(face), int(self.labels[index])
 
 

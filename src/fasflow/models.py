@@ -35,6 +35,12 @@ def create_model(
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=dropout)
     except RuntimeError as exc:  # timm raises RuntimeError for unknown names
         raise ConfigError(f"unknown timm architecture {arch!r} (models.*.arch): {exc}") from exc
+    # A zero head starts training at chance-level loss (ln 2) instead of the large random
+    # logits a fresh 1280-wide linear layer gives on un-normalised features.
+    head = model.get_classifier()
+    if isinstance(head, torch.nn.Linear):
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
     if pretrained:
         load_pretrained_backbone(model, pretrained_path(pretrained_dir, arch), arch)
     return model
