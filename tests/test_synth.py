@@ -176,6 +176,16 @@ def test_regenerating_replaces_an_earlier_synthetic_dataset(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"], "temporary folder left behind"
 
 
+def test_regenerating_works_after_the_marker_file_was_deleted(tmp_path):
+    # Snakemake deletes declared outputs (e.g. SYNTHETIC.json) before rerunning a rule.
+    root = tmp_path / "ds"
+    generate(root, 2, 3, 1, size_range=SMALL)
+    (root / MARKER).unlink()
+    (root / "metas/intra_test/train_label.json").unlink()
+    generate(root, 2, 3, 1, size_range=SMALL)
+    assert (root / MARKER).is_file() and len(_labels(root)) == 6
+
+
 def test_refuses_to_overwrite_a_folder_that_is_not_synthetic(tmp_path):
     root = tmp_path / "real"
     (root / "Data").mkdir(parents=True)

@@ -6,6 +6,7 @@
     <root>/Data/.../<image_id>_BB.txt             "x y w h score" in the 224x224 frame
     <root>/metas/intra_test/{train,test}_label.json   {"Data/train/...": [44 ints], ...}
     <root>/SYNTHETIC.json                         the parameters and counts (written last)
+    <root>/Data/.fasflow-synthetic                marks the tree as replaceable by a new run
 
 Design, and why:
 
@@ -68,6 +69,7 @@ from .io import write_json
 
 BOX_FRAME = 224
 MARKER = "SYNTHETIC.json"
+DATA_SENTINEL = "Data/.fasflow-synthetic"  # a second mark of a synthetic tree, inside Data/
 LABEL_DIR = "metas/intra_test"
 LABEL_LEN = 44
 JPEG_QUALITY = 92
@@ -277,7 +279,8 @@ def _check_replaceable(root: Path) -> None:
         return
     if not root.is_dir():
         raise DataError(f"synthetic dataset root {root} exists and is not a directory")
-    if (root / MARKER).is_file():
+    # Either sentinel will do: a workflow may delete SYNTHETIC.json as a stale output.
+    if (root / MARKER).is_file() or (root / DATA_SENTINEL).is_file():
         return
     if any(p.is_file() or p.is_symlink() for p in root.rglob("*")):
         raise DataError(
@@ -398,6 +401,7 @@ def _write_dataset(
                 counts["spoof_types"][str(spoof_type)] += 1
     for part in ("train", "test"):
         _write_labels(tmp / LABEL_DIR / f"{part}_label.json", labels[part])
+    (tmp / DATA_SENTINEL).write_text("written by fasflow.synth; safe to replace\n")
     return counts
 
 
