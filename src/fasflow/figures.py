@@ -131,7 +131,7 @@ def det_curves(predictions: Mapping[str, pl.DataFrame], paths: Sequence[str | Pa
     from scipy.stats import norm
     from sklearn.metrics import det_curve
 
-    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
+    ticks = np.array([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     eps = 1e-4
     for name, df in predictions.items():
@@ -191,8 +191,7 @@ def apcer_heatmap(metrics: Mapping[str, dict], paths: Sequence[str | Path]) -> N
         [[_nan((metrics[n].get("apcer_per_type") or {}).get(t)) for t in SPOOF_TYPE_NAMES] for n in names]
     )
     fig, ax = plt.subplots(figsize=(1.0 * len(SPOOF_TYPE_NAMES) + 2, 0.6 * len(names) + 1.8))
-    cmap = plt.get_cmap("Reds").copy()
-    cmap.set_bad("lightgrey")
+    cmap = plt.get_cmap("Reds").with_extremes(bad="lightgrey")
     vmax = max(np.nanmax(values) if np.isfinite(values).any() else 0.0, 0.01)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=vmax, aspect="auto")
     for i in range(len(names)):

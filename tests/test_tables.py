@@ -1,0 +1,141 @@
+"""Tables and figures written from fabricated predictions and model summaries."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from eval_fakes import SCENARIOS, fake_predictions, same_images, summary, write_history
+
+from fasflow import figures, tables
+from fasflow.errors import DataError
+from fasflow.metrics import evaluate
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """Predictions and metrics JSON of S0..S3 and the teacher on the same fabricated images."""
+    root = tmp_path_factory.mktemp("eval")
+    base = fake_predictions(seed=1)
+    preds, metrics = {}, {}
+    for i, name in enumerate(SCENARIOS + ["teacher"]):
+        test = base if name == "S0" else same_images(base, seed=10 + i)
+        val = same_images(fake_predictions(seed=2), seed=20 + i)
+        preds[name] = root / f"pred_{name}.parquet"
+        test.write_parquet(preds[name])
+        metrics[name] = root / f"{name}.json"
+        metrics[name].write_text(json.dumps(evaluate(test, val, n_resamples=100, seed=3)))
+    return root, {k: str(v) for k, v in preds.items()}, {k: str(v) for k, v in metrics.items()}
+
+
+def test_format_ci():
+    assert tables.fmt_ci(0.99433, 0.99, 0.996) == "0.9943 [0.9900, 0.9960]"
+    assert tables.fmt_ci(0.5, None, None) == "0.5000"
+    assert tables.fmt(None) == "-"
+
+
+def test_table2_columns_cis_and_mcnemar(evaluated, tmp_path):
+    _, preds, metrics = evaluated
+    csv, md = tmp_path / "t2.csv", tmp_path / "t2.md"
+    tables.write_table2(metrics, preds, "S0", csv, md)
+    df = pl.read_csv(csv)
+    for column in ("Accuracy", "Precision", "Recall", "F1-score", "ROC-AUC"):
+        assert column in df.columns
+        assert (df[f"{column}_ci_lo"] <= df[column]).all() and (df[column] <= df[f"{column}_ci_hi"]).all()
+    assert df["Scenario"].to_list() == SCENARIOS + ["teacher"]
+    p = df["McNemar p (vs S0)"].to_list()
+    assert p[0] is None and all(0 < v <= 1 for v in p[1:])
+    text = md.read_text()
+    assert "| Scenario | Accuracy | Precision | Recall | F1-score | ROC-AUC |" in text
+    s0 = json.loads(open(metrics["S0"]).read())
+    lo, hi = s0["ci"]["intervals"]["f1"]
+    assert f"{s0['f1']:.4f} [{lo:.4f}, {hi:.4f}]" in text
+
+
+def test_table3_and_apcer_per_type(evaluated, tmp_path):
+    _, _, metrics = evaluated
+    tables.write_table3(metrics, [0.01, 0.05, 0.10], tmp_path / "t3.csv", tmp_path / "t3.md")
+    df = pl.read_csv(tmp_path / "t3.csv")
+    for column in ("APCER", "BPCER", "ACER", "APCER_PAIS", "ACER_ISO", "EER", "HTER", "BPCER@APCER=5%"):
+        assert column in df.columns, column
+    assert "APCER_ci_lo" in df.columns and "ACER_ci_hi" in df.columns
+    assert ((df["ACER"] - (df["APCER"] + df["BPCER"]) / 2).abs() < 1e-6).all()
+    assert (df["APCER_PAIS"] >= df["APCER"]).all()
+    tables.write_apcer_per_type(metrics, tmp_path / "ty.csv", tmp_path / "ty.md")
+    ty = pl.read_csv(tmp_path / "ty.csv")
+    assert ty.columns[:11] == ["Scenario"] + tables.SPOOF_TYPE_NAMES
+    # 3D masks never occur in the fabricated test split: empty cells, not a crash
+    assert ty["3d_mask"].null_count() == ty.height
+    assert "3d_mask (n=0)" in (tmp_path / "ty.md").read_text()
+
+
+def test_table1_reads_hyperparameters_actually_used(tmp_path):
+    summaries = {
+        "S0": summary("S0"),
+        "S1": summary("S1", lr=9.73e-5, weight_decay=6.62e-4, dropout=0.313),
+        "S2": summary("S2", distill=True),
+        "S3": summary("S3", distill=True, lr=2.6e-5, alpha=0.788, temperature=3.069),
+    }
+    scenarios = {
+        "S0": {"tune": False, "distill": False},
+        "S1": {"tune": True, "distill": False},
+        "S2": {"tune": False, "distill": True},
+        "S3": {"tune": True, "distill": True},
+    }
+    numbers, text = tables.table1_configuration(summaries, scenarios, {}, {"n_trials": 10, "patience": 2})
+    assert numbers["Learning rate"].to_list() == [1e-4, 9.73e-5, 1e-4, 2.6e-5]
+    assert numbers["Alpha"].to_list() == [None, None, 0.6, 0.788]
+    assert numbers["Optuna trials"].to_list() == [None, 10, None, 10]
+    assert text["Early stopping patience"].to_list() == ["5", "2 in trials / 5 final", "5", "2 in trials / 5 final"]
+    assert text["Learning rate"][1] == "9.73e-05" and text["Dropout"][1] == "0.313"
+    # no tune section in the config yet: trials shown as "-"
+    _, text = tables.table1_configuration(summaries, scenarios, {}, None)
+    assert text["Optuna trials"].to_list() == ["-", "-", "-", "-"]
+
+
+def test_write_table1_files(tmp_path):
+    paths = {}
+    for name in ("S0", "S1"):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(summary(name)))
+    scenarios = {"S0": {"tune": False}, "S1": {"tune": True}}
+    tables.write_table1(paths, scenarios, {"S1": tmp_path / "missing.json"}, {}, tmp_path / "t1.csv", tmp_path / "t1.md")
+    df = pl.read_csv(tmp_path / "t1.csv")
+    assert df.columns[:9] == [
+        "Scenario", "Optimizer", "Learning rate", "Weight decay", "Dropout", "Alpha", "Temperature",
+        "Optuna trials", "Early stopping patience",
+    ]
+    assert "AdamW" in (tmp_path / "t1.md").read_text()
+
+
+def test_missing_metrics_file_is_named(tmp_path):
+    with pytest.raises(DataError, match="nope.json"):
+        tables.write_table3({"S0": tmp_path / "nope.json"}, [0.05], tmp_path / "a.csv", tmp_path / "a.md")
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_figures_are_written(evaluated, tmp_path):
+    _, preds, metrics = evaluated
+    for kind in ("confusion_matrices", "comparison", "apcer_per_type"):
+        paths = [tmp_path / f"{kind}.png", tmp_path / f"{kind}.pdf"]
+        figures.write_figure(kind, metrics, paths)
+        assert all(p.stat().st_size > 1000 for p in paths), kind
+        assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+    for kind in ("roc", "det"):
+        paths = [tmp_path / f"{kind}.png", tmp_path / f"{kind}.svg"]
+        figures.write_figure(kind, preds, paths)
+        assert b"<svg" in paths[1].read_bytes()
+    write_history(tmp_path / "history.csv")
+    (tmp_path / "summary.json").write_text(json.dumps(summary("S0")))
+    paths = [tmp_path / "train.png", tmp_path / "train.pdf"]
+    figures.write_training_curves(tmp_path / "history.csv", tmp_path / "summary.json", "S0", paths)
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_training_curves_reject_incomplete_history(tmp_path):
+    (tmp_path / "h.csv").write_text("epoch,train_loss\n1,0.5\n")
+    with pytest.raises(DataError, match="val_loss"):
+        figures.write_training_curves(tmp_path / "h.csv", None, "S0", [tmp_path / "x.png"])
+    assert not (tmp_path / "x.png").exists()
