@@ -25,6 +25,10 @@ def make_model_dir(folder: Path, arch: str = "mobilenetv2_100", seed: int = 0) -
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
+        # timm zero-initialises the head: every model would output 0 and parity be trivial.
+        head = model.get_classifier()
+        torch.nn.init.normal_(head.weight, std=0.5)
+        torch.nn.init.normal_(head.bias, std=0.5)
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(model, folder / "weights.safetensors")
     write_json(folder / "summary.json", {"name": folder.name, "arch": arch, "dropout": 0.2, "input_size": INPUT_SIZE})

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fasflow.errors import DataError
-from fasflow.export import check_onnx, load_trained, open_session, parity, read_metadata
+from fasflow.export import check_onnx, load_trained, open_session, parity, preprocessed_batches, read_metadata
 from onnx_models import FACE_SIZE, INPUT_SIZE, MARGIN, export_tiny, make_model_dir
 
 torch.set_num_threads(1)
@@ -53,6 +53,9 @@ def test_parity_with_pytorch_on_faces(exported):
     assert result["n_faces"] == 24
     assert result["max_abs_logit_diff"] <= 1e-4
     assert result["labels_identical"] and result["passed"]
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(next(preprocessed_batches(faces, INPUT_SIZE, 24)))).numpy()
+    assert np.abs(logits).max() > 0.1  # a model that outputs zeros would make parity trivial
 
 
 def test_parity_detects_a_different_model(exported, tmp_path):
