@@ -68,6 +68,8 @@ MODELS = ["teacher"] + SCENARIOS
 TABLE_MODELS = SCENARIOS + (["teacher"] if EVAL["include_teacher"] else [])
 MODEL_PATTERN = "|".join(re.escape(m) for m in MODELS)
 FIGURE_FORMATS = ["png", "pdf"]
+# Only these settings change a metrics file (the others only change tables).
+METRIC_SETTINGS = ("threshold", "bootstrap_n", "seed", "ci_level", "bpcer_at_apcer")
 
 if EVAL["reference"] not in SCENARIOS:
     raise WorkflowError(

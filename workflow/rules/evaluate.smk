@@ -48,7 +48,7 @@ rule metrics:
         name=MODEL_PATTERN,
     threads: 1
     params:
-        settings=EVAL,
+        settings={k: EVAL[k] for k in METRIC_SETTINGS},
     script:
         "../scripts/metrics.py"
 
