@@ -7,13 +7,13 @@ use the whole image, count it) or `fail` (stop with an error naming examples; no
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import orjson
 import polars as pl
 from PIL import Image
 
@@ -96,12 +96,13 @@ class Tally:
         return self.policies[POLICY_KEYS[reason]]
 
 
+# Absolute, drive-letter, backslash, empty, '.' or '..' components: anything that could leave the root.
+UNSAFE_PATH = r"^$|^/|\\|^[^/]*:|//|/$|(^|/)\.\.?(/|$)"
+
+
 def is_safe_relative(path: str) -> bool:
     """True for a relative POSIX path that stays inside the root (no absolute path, no '..')."""
-    if not path or path.startswith(("/", "\\")) or "\\" in path or ":" in path.split("/")[0]:
-        return False
-    parts = path.split("/")
-    return ".." not in parts and posixpath.normpath(path) == path
+    return not pl.Series([path]).str.contains(UNSAFE_PATH).item()
 
 
 def read_label_file(root: Path, relative: str) -> dict:
@@ -109,9 +110,8 @@ def read_label_file(root: Path, relative: str) -> dict:
     if not path.is_file():
         raise DataError(f"label file not found: {path} (dataset.label_files, relative to dataset.root)")
     try:
-        with open(path) as fh:
-            labels = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        labels = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
         raise DataError(f"label file {path} is not valid JSON: {exc}") from exc
     if not isinstance(labels, dict):
         raise DataError(f"label file {path} must hold a JSON object of path -> label vector")
@@ -121,32 +121,29 @@ def read_label_file(root: Path, relative: str) -> dict:
 
 
 def labels_frame(labels: dict, source: str, tally: Tally) -> pl.DataFrame:
-    """Path + label fields of one label file; malformed vectors and unsafe paths are counted."""
-    paths = list(labels)
-    safe = [is_safe_relative(p) for p in paths]
-    tally.add("unsafe_path", [p for p, ok in zip(paths, safe) if not ok])
-    paths = [p for p, ok in zip(paths, safe) if ok]
-    vectors = [labels[p] for p in paths]
-    try:  # fast path: a well-formed file is one strict list column
-        frame = pl.DataFrame({"path": paths, "vec": vectors}, schema={"path": pl.String, "vec": pl.List(pl.Int64)}, strict=True)
-        valid = frame["vec"].list.len() == LABEL_LENGTH
-    except (TypeError, pl.exceptions.PolarsError, OverflowError):
-        ok = [_vector_ok(v) for v in vectors]
-        frame = pl.DataFrame(
-            {"path": paths, "vec": [v if good else [] for v, good in zip(vectors, ok)]},
-            schema={"path": pl.String, "vec": pl.List(pl.Int64)},
-        )
-        valid = pl.Series(ok) & (frame["vec"].list.len() == LABEL_LENGTH)
-    frame = frame.with_columns(valid.alias("valid"))
-    good = frame.filter("valid")
-    good = good.with_columns(
-        pl.col("vec").list.get(IDX_SPOOF_TYPE).cast(pl.Int8).alias("spoof_type"),
-        pl.col("vec").list.get(IDX_ILLUMINATION).cast(pl.Int16).alias("illumination"),
-        pl.col("vec").list.get(IDX_ENVIRONMENT).cast(pl.Int16).alias("environment"),
-        pl.col("vec").list.get(IDX_LABEL).cast(pl.Int8).alias("label"),
-    )
+    """Path + label fields of one label file; malformed vectors and unsafe paths are counted.
+
+    Row-wise Python is limited to one cheap type check per vector; the rest is polars.
+    A vector is well-formed when it has 44 values and the four the study reads (indices
+    40-43) are integers (a bool is not a label value) with a valid label and spoof type.
+    """
+    paths = pl.Series("path", list(labels), dtype=pl.String)
+    unsafe = paths.str.contains(UNSAFE_PATH)
+    tally.add("unsafe_path", paths.filter(unsafe).to_list())
+    vectors = list(labels.values())
+    # Inlined _vector_ok: this comprehension runs 625,537 times at CelebA-Spoof scale.
+    ok = [
+        type(v) is list and len(v) == LABEL_LENGTH and type(v[40]) is int and type(v[41]) is int and type(v[42]) is int and type(v[43]) is int
+        for v in vectors
+    ]
+    fields = {
+        name: [v[i] if good else None for v, good in zip(vectors, ok)]
+        for name, i in (("spoof_type", IDX_SPOOF_TYPE), ("illumination", IDX_ILLUMINATION), ("environment", IDX_ENVIRONMENT), ("label", IDX_LABEL))
+    }
+    frame = pl.DataFrame({"path": paths, **fields, "valid": ok}, schema_overrides={k: pl.Int64 for k in fields})
+    frame = frame.filter(~unsafe)
     parts = pl.col("path").str.split("/")
-    good = good.with_columns(
+    frame = frame.with_columns(
         parts.list.get(0, null_on_oob=True).alias("_data"),
         parts.list.get(1, null_on_oob=True).alias("official_split"),
         parts.list.get(2, null_on_oob=True).alias("subject_id"),
@@ -154,7 +151,8 @@ def labels_frame(labels: dict, source: str, tally: Tally) -> pl.DataFrame:
         parts.list.len().alias("_depth"),
     )
     well_formed = (
-        pl.col("label").is_in([0, 1])
+        pl.col("valid")
+        & pl.col("label").is_in([0, 1])
         & pl.col("spoof_type").is_between(0, N_SPOOF_TYPES - 1)
         # live <=> spoof type 0; anything else is a contradictory vector
         & ((pl.col("label") == 0) == (pl.col("spoof_type") == 0))
@@ -162,18 +160,9 @@ def labels_frame(labels: dict, source: str, tally: Tally) -> pl.DataFrame:
         & (pl.col("_depth") == 5)
         & pl.col("_kind").is_in(["live", "spoof"])
     )
-    good = good.with_columns(well_formed.fill_null(False).alias("valid"))
-    bad = frame.filter(~pl.col("valid"))["path"].to_list() + good.filter(~pl.col("valid"))["path"].to_list()
-    tally.add("malformed_label", bad)
-    return good.filter("valid").select("path", "subject_id", "label", "spoof_type", "illumination", "environment", "official_split", "_kind")
-
-
-def _vector_ok(vector) -> bool:
-    return (
-        isinstance(vector, list)
-        and len(vector) == LABEL_LENGTH
-        and all(type(x) is int for x in vector)  # bool is not a label value
-    )
+    frame = frame.with_columns(well_formed.fill_null(False).alias("valid"))
+    tally.add("malformed_label", frame.filter(~pl.col("valid"))["path"].to_list())
+    return frame.filter("valid").select("path", "subject_id", "label", "spoof_type", "illumination", "environment", "official_split", "_kind")
 
 
 def box_file(root: Path, path: str) -> Path:
