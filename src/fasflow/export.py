@@ -179,7 +179,8 @@ def preprocessed_batches(faces: np.ndarray, input_size: int, batch_size: int = 6
     transform = eval_transform(input_size)
     for start in range(0, len(faces), batch_size):
         chunk = faces[start : start + batch_size]
-        yield torch.stack([transform(np.ascontiguousarray(face)) for face in chunk]).numpy()
+        # np.array copies: a memory-mapped cache is read-only and torch warns about it.
+        yield torch.stack([transform(np.array(face)) for face in chunk]).numpy()
 
 
 def softmax_spoof(logits: np.ndarray) -> np.ndarray:
@@ -235,3 +236,58 @@ def parity(
 
 def _meta_value(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def export_trained(
+    name: str,
+    model_dir: str | Path,
+    onnx_path: str | Path,
+    report_path: str | Path,
+    faces_path: str | Path,
+    face_margin: float,
+    face_size: int,
+    opset: int = 17,
+    fold_constants: bool = False,
+    tolerance: float = 1e-4,
+) -> dict:
+    """results/models/{name}/ -> results/onnx/{name}.onnx + a JSON report with the parity check.
+
+    Parity runs on every face of `faces_path` (the test face cache). A model that fails it
+    is not delivered: the ONNX file is removed and DataError raised.
+    """
+    from .io import write_json
+
+    model, summary = load_trained(model_dir)
+    input_size = int(summary["input_size"])
+    faces = np.load(faces_path, mmap_mode="r", allow_pickle=False)
+    if faces.ndim != 4 or faces.shape[1:] != (face_size, face_size, 3):
+        raise DataError(f"{faces_path}: expected faces of shape (N, {face_size}, {face_size}, 3), got {faces.shape}")
+    metadata = {
+        "name": name,
+        "arch": summary["arch"],
+        "input_size": input_size,
+        "face_margin": float(face_margin),
+        "face_size": int(face_size),
+    }
+    info = export_onnx(model, onnx_path, input_size, opset, metadata, fold_constants)
+    log.info("exported %s: %s", name, info)
+    result = parity(model, open_session(onnx_path), faces, input_size, tolerance)
+    log.info("parity of %s on %d faces: %s", name, len(faces), result)
+    if not result["passed"]:
+        Path(onnx_path).unlink(missing_ok=True)
+        raise DataError(
+            f"{onnx_path}: ONNX Runtime and PyTorch disagree on {faces_path} (max abs logit diff "
+            f"{result['max_abs_logit_diff']:.3g}, tolerance {tolerance:g}; "
+            f"{result['label_mismatches']} label mismatches)"
+        )
+    report = {
+        "name": name,
+        "arch": summary["arch"],
+        "input_size": input_size,
+        "model_dir": str(model_dir),
+        "onnx": info,
+        "metadata": metadata,
+        "parity": {**result, "faces": str(faces_path)},
+    }
+    write_json(report_path, report)
+    return report
