@@ -255,6 +255,7 @@ def train_model(
         if resume_dir and resume_dir.exists():
             shutil.rmtree(resume_dir)  # the model is final: resume state is no longer needed
     summary["model"] = model
+    summary["history"] = history
     return summary
 
 
