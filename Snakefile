@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/evaluate.smk"
 
 
@@ -52,3 +53,9 @@ rule figures:
     """All evaluation figures (PNG and PDF)."""
     input:
         figure_targets(),
+
+
+rule tune:
+    """Optuna studies of the tuned scenarios (S1, S3): best parameters, trials and figures."""
+    input:
+        tune_targets(),

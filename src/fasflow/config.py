@@ -23,6 +23,23 @@ def check_config(config: dict) -> None:
             f"faces.size ({config['faces']['size']}) must be at least train.input_size "
             f"({config['train']['input_size']})"
         )
+    check_tune(config)
+
+
+def check_tune(config: dict) -> None:
+    """Search ranges must be usable by Optuna (low < high, log ranges positive)."""
+    tune = config.get("tune")
+    if not tune:
+        return
+    for name, space in tune["search_space"].items():
+        if name == "optimizer":
+            continue
+        if not space["low"] < space["high"]:
+            raise ConfigError(f"tune.search_space.{name}: low ({space['low']}) must be below high ({space['high']})")
+        if space.get("log") and space["low"] <= 0:
+            raise ConfigError(f"tune.search_space.{name}: a log range needs low > 0 (got {space['low']})")
+    if tune["workers"] > tune["n_trials"]:
+        raise ConfigError(f"tune.workers ({tune['workers']}) is more than tune.n_trials ({tune['n_trials']}): extra workers would idle")
 
 
 def check_dataset_root(config: dict) -> None:

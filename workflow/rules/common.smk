@@ -147,3 +147,45 @@ ALL_TABLES = (
     "table3_antispoofing",
     "apcer_per_type",
 )
+
+
+# --- tuning (workflow/rules/tune.smk): Optuna studies of the scenarios with `tune: true`.
+TUNED_SCENARIOS = [name for name in SCENARIOS if config["scenarios"][name]["tune"]]
+# A pattern that matches nothing when no scenario is tuned.
+TUNED_PATTERN = "|".join(re.escape(s) for s in TUNED_SCENARIOS) or "(?!)"
+
+
+def tune_inputs(wildcards):
+    """Train/val faces and manifests, plus the frozen teacher when the scenario distills."""
+    inputs = split_inputs()
+    if config["scenarios"][wildcards.scenario]["distill"]:
+        inputs["teacher"] = "results/models/teacher/weights.safetensors"
+    return inputs
+
+
+def tune_settings(wildcards):
+    """The config sections a study depends on (other sections do not trigger reruns)."""
+    return {
+        "models": config["models"],
+        "train": config["train"],
+        "teacher": config["teacher"],
+        "scenarios": {wildcards.scenario: config["scenarios"][wildcards.scenario]},
+        "tune": config["tune"],
+    }
+
+
+def tune_worker_outputs(wildcards):
+    """Marker files of the tune.workers workers of one study."""
+    return [
+        f"results/optuna/{wildcards.scenario}/workers/{worker}.json"
+        for worker in range(config["tune"]["workers"])
+    ]
+
+
+def tune_targets(wildcards=None):
+    """Best parameters and figures of every tuned scenario."""
+    return [
+        f"results/optuna/{name}/{f}"
+        for name in TUNED_SCENARIOS
+        for f in ("best_params.json", "trials.parquet", "history.png", "importance.png")
+    ]
