@@ -52,6 +52,6 @@ def check_dataset_root(config: dict) -> None:
         raise ConfigError(
             f"dataset.root: CelebA-Spoof not found at {root.resolve()} (looked for the folder "
             f"holding Data/ and metas/). Point dataset.root at your copy "
-            f"(--config dataset.root=/path/to/CelebA_Spoof), or run the built-in synthetic "
+            f"(edit config/config.yaml or add --configfile my_site.yaml), or run the built-in synthetic "
             f"demo instead: make demo"
         )

@@ -72,8 +72,17 @@ def load_pretrained_backbone(model: torch.nn.Module, path: Path, arch: str) -> N
 
 def fetch_pretrained(arch: str, out: str | Path) -> None:
     """Download ImageNet weights through timm's hub machinery and store them as safetensors."""
-    model = timm.create_model(arch, pretrained=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    from .io import atomic_path
+
+    try:
+        model = timm.create_model(arch, pretrained=True)
+    except Exception as exc:  # network errors come in many types (urllib, requests, hub)
+        raise ConfigError(
+            f"could not download ImageNet weights of {arch!r} ({type(exc).__name__}: {exc}). "
+            f"Without internet access, place a safetensors state dict at {out} yourself."
+        ) from exc
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

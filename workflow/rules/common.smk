@@ -22,6 +22,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
 )
 os.environ["APPTAINERENV_PYTHONPATH"] = _SRC
+# Snakemake binds only the working directory into the container: when the checkout is not
+# inside it (--directory elsewhere), bind the checkout too, so src/ and .git are visible inside.
+_CWD = os.path.abspath(os.getcwd())
+_BINDS = [b for b in os.environ.get("APPTAINER_BIND", "").split(",") if b]
+if os.path.commonpath([_CWD, workflow.basedir]) != _CWD and workflow.basedir not in _BINDS:
+    os.environ["APPTAINER_BIND"] = ",".join([*_BINDS, workflow.basedir])
+# Inside a SLURM job this file is parsed again by the job's own Snakemake: pass the job's
+# identity through `apptainer --cleanenv` so fasflow.provenance can record it.
+for _var in ("SLURM_JOB_ID", "SLURM_CLUSTER_NAME"):
+    if os.environ.get(_var):
+        os.environ[f"APPTAINERENV_{_var}"] = os.environ[_var]
 
 DATASET_ROOT = config["dataset"]["root"]
 SPLITS = ["train", "val", "test"]
@@ -42,10 +53,22 @@ def split_inputs(splits=("train", "val")):
     return inputs
 
 
+def pretrained_inputs(arch):
+    """The local ImageNet weights of `arch` when models.pretrained is on (fetch_pretrained)."""
+    if not config["models"]["pretrained"]:
+        return {}
+    return {"pretrained": os.path.join(config["models"]["pretrained_dir"], f"{arch}.safetensors")}
+
+
+def teacher_inputs(wildcards=None):
+    """Train/val faces and, if configured, the teacher's ImageNet weights."""
+    return {**split_inputs(), **pretrained_inputs(config["models"]["teacher"])}
+
+
 def student_inputs(wildcards):
     """Train/val faces, the frozen teacher for distilled scenarios, tuned parameters for tuned ones."""
     scenario = config["scenarios"][wildcards.scenario]
-    inputs = split_inputs()
+    inputs = {**split_inputs(), **pretrained_inputs(config["models"]["student"])}
     if scenario["distill"]:
         inputs["teacher"] = "results/models/teacher/weights.safetensors"
     if scenario["tune"]:

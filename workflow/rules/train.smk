@@ -1,10 +1,25 @@
 # Teacher and student training. Inputs are the train and val splits only: never test.
 
 
+# Compute nodes are often offline: weights are fetched where the workflow is launched.
+localrules:
+    fetch_pretrained,
+
+
+rule fetch_pretrained:
+    """Download ImageNet weights of a timm model into resources/pretrained/ as safetensors."""
+    output:
+        weights="resources/pretrained/{arch}.safetensors",
+    log:
+        "logs/fetch_pretrained/{arch}.log",
+    script:
+        "../scripts/fetch_pretrained.py"
+
+
 rule train_teacher:
     """Fine-tune the EfficientNet-B0 teacher; its best checkpoint (val F1) is frozen for distillation."""
     input:
-        **split_inputs(),
+        **teacher_inputs(),
     output:
         **model_outputs("teacher"),
     params:
