@@ -11,12 +11,15 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
     input:
         "results/splits/split_report.json",
         expand("results/faces/{split}.npy", split=SPLITS),
+        onnx_targets(),
+        "results/tables/table4_onnx.csv",
 
 
 rule splits:
@@ -59,3 +62,15 @@ rule tune:
     """Optuna studies of the tuned scenarios (S1, S3): best parameters, trials and figures."""
     input:
         tune_targets(),
+
+
+rule onnx:
+    """Every model in ONNX (fp32 and INT8) with its parity and quantization reports."""
+    input:
+        onnx_targets(),
+
+
+rule table4:
+    """Table 4: ONNX size, CPU latency (fp32, INT8, PyTorch eager) and parity."""
+    input:
+        table_targets("table4_onnx"),

@@ -232,3 +232,26 @@ def write_table4(rows: list[dict], csv_path, md_path) -> None:
         "(the paper's 8.46 is MiB). ACER = (pooled APCER + BPCER) / 2 at threshold 0.5 on the test split."
     )
     write_table(numbers, text, csv_path, md_path, title="Table 4: ONNX models on CPU", note=note)
+
+
+def run_latency(
+    model_dir: str | Path,
+    onnx_path: str | Path,
+    out_path: str | Path,
+    threads: int,
+    warmup: int,
+    runs: int,
+    int8_path: str | Path | None = None,
+) -> dict:
+    """The latency rule: measure at 1 thread and at all cores given, write the JSON report."""
+    from .export import load_trained
+    from .io import write_json
+    from .runlog import get_logger
+
+    model, summary = load_trained(model_dir)
+    cores = min(int(threads), available_cores())
+    result = measure(onnx_path, model, int(summary["input_size"]), thread_settings(cores), warmup, runs, int8_path)
+    result.update({"model_dir": str(model_dir), "onnx": str(onnx_path), "int8": str(int8_path) if int8_path else None})
+    get_logger().info("latency of %s: %s", onnx_path, result["results"])
+    write_json(out_path, result)
+    return result

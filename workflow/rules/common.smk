@@ -212,3 +212,50 @@ def tune_targets(wildcards=None):
         for name in TUNED_SCENARIOS
         for f in ("best_params.json", "trials.parquet", "history.png", "importance.png")
     ]
+
+
+# --- export (workflow/rules/export.smk): ONNX, INT8, latency and Table 4.
+EXPORT = config["export"]
+# Students first, then the teacher as a reference (export.include_teacher).
+EXPORT_MODELS = SCENARIOS + (["teacher"] if EXPORT["include_teacher"] else [])
+EXPORT_PATTERN = "|".join(re.escape(m) for m in EXPORT_MODELS)
+
+
+def int8_enabled():
+    return EXPORT["int8"]["enabled"]
+
+
+def latency_inputs(wildcards):
+    """The fp32 model, the INT8 model when enabled, and the weights for the PyTorch eager run."""
+    inputs = {
+        "onnx": f"results/onnx/{wildcards.name}.onnx",
+        "weights": f"results/models/{wildcards.name}/weights.safetensors",
+        "summary": f"results/models/{wildcards.name}/summary.json",
+    }
+    if int8_enabled():
+        inputs["int8"] = f"results/onnx/{wildcards.name}.int8.onnx"
+    return inputs
+
+
+def table4_inputs(wildcards=None):
+    """Export reports, latency reports and (when enabled) INT8 reports of every exported model."""
+    inputs = {
+        "exports": [f"results/onnx/{name}.json" for name in EXPORT_MODELS],
+        "latencies": [f"results/latency/{name}.json" for name in EXPORT_MODELS],
+    }
+    if int8_enabled():
+        inputs["int8"] = [f"results/onnx/{name}.int8.json" for name in EXPORT_MODELS]
+    return inputs
+
+
+def onnx_targets(wildcards=None):
+    """Every ONNX file and its report (the `onnx` target)."""
+    suffixes = [".onnx", ".json"]
+    if int8_enabled():
+        suffixes += [".int8.onnx", ".int8.json"]
+    return [f"results/onnx/{name}{s}" for name in EXPORT_MODELS for s in suffixes]
+
+
+def model_dir_of_weights(wildcards, input):
+    """results/models/{name}/ of the rule's weights input (the folder load_trained reads)."""
+    return os.path.dirname(input.weights)

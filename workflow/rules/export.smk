@@ -1,0 +1,105 @@
+# Trained models -> ONNX (checked, parity-tested on the test faces) -> static INT8 -> CPU latency -> Table 4.
+
+
+rule export_onnx:
+    """Export one trained model to a single ONNX file with its preprocessing as metadata; check parity on test faces."""
+    input:
+        weights="results/models/{name}/weights.safetensors",
+        summary="results/models/{name}/summary.json",
+        test_faces="results/faces/test.npy",
+    output:
+        onnx="results/onnx/{name}.onnx",
+        report="results/onnx/{name}.json",
+    log:
+        "logs/export_onnx/{name}.log",
+    benchmark:
+        "benchmarks/export_onnx/{name}.tsv"
+    wildcard_constraints:
+        name=EXPORT_PATTERN,
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        model_dir=model_dir_of_weights,
+        face_margin=config["faces"]["margin"],
+        face_size=config["faces"]["size"],
+        opset=EXPORT["opset"],
+        fold_constants=EXPORT["fold_constants"],
+        tolerance=EXPORT["parity_tolerance"],
+    script:
+        "../scripts/export_onnx.py"
+
+
+rule quantize_onnx:
+    """Static QDQ INT8 model calibrated on validation faces; its test APCER/BPCER/ACER next to fp32."""
+    input:
+        onnx="results/onnx/{name}.onnx",
+        val_faces="results/faces/val.npy",
+        test_faces="results/faces/test.npy",
+        test_manifest="results/splits/test.parquet",
+    output:
+        onnx="results/onnx/{name}.int8.onnx",
+        report="results/onnx/{name}.int8.json",
+    log:
+        "logs/quantize_onnx/{name}.log",
+    benchmark:
+        "benchmarks/quantize_onnx/{name}.tsv"
+    wildcard_constraints:
+        name=EXPORT_PATTERN,
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        calibration_size=EXPORT["int8"]["calibration_size"],
+        per_channel=EXPORT["int8"]["per_channel"],
+    script:
+        "../scripts/quantize_onnx.py"
+
+
+rule latency:
+    """Batch-1 CPU latency of ONNX Runtime fp32/INT8 and PyTorch eager at 1 thread and all cores.
+
+    Takes every core so that no other job runs beside it: neighbours distort latency several-fold.
+    """
+    input:
+        unpack(latency_inputs),
+    output:
+        latency="results/latency/{name}.json",
+    log:
+        "logs/latency/{name}.log",
+    benchmark:
+        "benchmarks/latency/{name}.tsv"
+    wildcard_constraints:
+        name=EXPORT_PATTERN,
+    threads: workflow.cores
+    params:
+        model_dir=model_dir_of_weights,
+        warmup=EXPORT["latency"]["warmup"],
+        runs=EXPORT["latency"]["runs"],
+    script:
+        "../scripts/latency.py"
+
+
+rule table_onnx:
+    """Table 4: parameters, ONNX size, CPU latency (fp32, INT8, PyTorch eager) and parity per model."""
+    input:
+        unpack(table4_inputs),
+    output:
+        csv=report(
+            "results/tables/table4_onnx.csv",
+            caption="../report/table4.rst",
+            category="ONNX",
+            labels={"table": "4 ONNX", "format": "CSV"},
+        ),
+        md=report(
+            "results/tables/table4_onnx.md",
+            caption="../report/table4.rst",
+            category="ONNX",
+            labels={"table": "4 ONNX", "format": "MD"},
+        ),
+    log:
+        "logs/tables/table4_onnx.log",
+    params:
+        models=EXPORT_MODELS,
+    script:
+        "../scripts/table4.py"
