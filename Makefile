@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: venv demo test test-fast lint bench report clean-demo
+.PHONY: venv demo test test-fast lint bench report clean-demo image image-gpu
 
 # The environment is rebuilt only when the lock file or pyproject changes.
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -31,6 +31,14 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+# Apptainer images, cached under ~/.cache/fasflow/images by a hash of definition + lock and
+# linked to containers/fasflow-<version>[-cpu].sif (skipped when unchanged). See README.
+image:
+	nice -n 10 scripts/build-image.sh cpu
+
+image-gpu:
+	scripts/build-image.sh gpu
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

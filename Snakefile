@@ -7,6 +7,12 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# Every rule runs in this image with --use-apptainer / --sdm apptainer (config key container.image).
+container: config["container"]["image"]
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
