@@ -339,3 +339,103 @@ def test_summary_refuses_an_unfinished_study(tmp_path):
     with pytest.raises(Exception, match="2 finished trials, expected tune.n_trials = 3"):
         tune.summarize(config, "S1", journal, {k: tmp_path / k for k in ("best_params", "trials", "history", "importance")})
     assert not (tmp_path / "best_params").exists()
+
+
+# ---------------------------------------------------------------- through Snakemake, real objective
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_CONFIG = """
+dataset:
+  root: {root}/celeba
+tune:
+  n_trials: {n_trials}
+  workers: {workers}
+"""
+
+
+def snakemake(work: Path, target: str, *args: str, n_trials=2, workers=1, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    (work / "tune.yaml").write_text(WORKFLOW_CONFIG.format(root=work, n_trials=n_trials, workers=workers))
+    cmd = [
+        *SNAKEMAKE, target, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--cores", "2",
+        "--set-threads", "tune_worker=1", *args,
+        "--configfile", str(ROOT / "tests/configs/tiny.yaml"), str(work / "tune.yaml"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if popen:
+        return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+
+
+def study_trials(journal: Path):
+    study = optuna.load_study(study_name="fasflow-S1", storage=tune.journal_storage(journal))
+    return study.get_trials(deepcopy=False)
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    """A workdir with the tiny synthetic data's train/val caches already built."""
+    import shutil
+
+    work = tmp_path_factory.mktemp("tuneflow")
+    shutil.copytree(ROOT / "config", work / "config")
+    r = snakemake(work, "results/faces/val.npy")
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = snakemake(work, "results/faces/train.npy")
+    assert r.returncode == 0, r.stderr[-4000:]
+    return work
+
+
+@pytest.mark.workflow
+def test_study_with_two_workers_through_snakemake(flow):
+    r = snakemake(flow, "results/optuna/S1/best_params.json", n_trials=3, workers=2)
+    assert r.returncode == 0, r.stderr[-4000:]
+    study_dir = flow / "results/optuna/S1"
+    trials = study_trials(study_dir / "journal.log")
+    assert finished_numbers(trials) == [0, 1, 2] and len(trials) == 3
+    markers = [json.loads((study_dir / f"workers/{w}.json").read_text()) for w in (0, 1)]
+    assert sorted(t["number"] for m in markers for t in m["trials"]) == [0, 1, 2]
+    best = json.loads((study_dir / "best_params.json").read_text())
+    assert set(best["params"]) == {"lr", "weight_decay", "dropout", "optimizer"}
+    assert best["n_trials"] == 3 and 0 <= best["value"] <= 1
+    assert best["value"] == max(t.value for t in trials if t.state.name == "COMPLETE")
+    import polars as pl
+
+    assert pl.read_parquet(study_dir / "trials.parquet").height == 3
+    for fig in ("history.png", "importance.png"):
+        assert (study_dir / fig).stat().st_size > 0
+    # Nothing of the test split was built for tuning.
+    assert not (flow / "results/faces/test.npy").exists()
+
+
+@pytest.mark.workflow
+def test_killed_study_resumes_through_snakemake(flow):
+    import shutil
+
+    shutil.rmtree(flow / "results/optuna/S1", ignore_errors=True)
+    journal = flow / "results/optuna/S1/journal.log"
+    proc = snakemake(flow, "results/optuna/S1/best_params.json", n_trials=2, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while True:
+            assert proc.poll() is None, "snakemake finished before it could be killed"
+            assert time.time() < deadline, "no finished trial in time"
+            states = [t.state.name for t in study_trials(journal)] if journal.exists() else []
+            if states.count("COMPLETE") + states.count("PRUNED") == 1 and "RUNNING" in states:
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole job tree, as a lost node would
+        proc.wait()
+    before = study_trials(journal)
+    first = next(t for t in before if t.state.name in ("COMPLETE", "PRUNED"))
+    assert [t.state.name for t in before].count("RUNNING") == 1
+    assert snakemake(flow, "results/optuna/S1/best_params.json", "--unlock", n_trials=2).returncode == 0
+    r = snakemake(flow, "results/optuna/S1/best_params.json", n_trials=2)
+    assert r.returncode == 0, r.stderr[-4000:]
+    after = study_trials(journal)
+    states = [t.state.name for t in after]
+    assert len(finished_numbers(after)) == 2 and states.count("FAIL") == 1 and "RUNNING" not in states
+    assert len({t.number for t in after}) == len(after)
+    assert after[first.number].state == first.state and after[first.number].value == first.value  # kept, not rerun
+    best = json.loads((flow / "results/optuna/S1/best_params.json").read_text())
+    assert best["n_trials"] == 2 and best["n_failed"] == 1

@@ -179,8 +179,8 @@ TUNED_PATTERN = "|".join(re.escape(s) for s in TUNED_SCENARIOS) or "(?!)"
 
 
 def tune_inputs(wildcards):
-    """Train/val faces and manifests, plus the frozen teacher when the scenario distills."""
-    inputs = split_inputs()
+    """Train/val faces and manifests, ImageNet weights if used, the frozen teacher if distilling."""
+    inputs = {**split_inputs(), **pretrained_inputs(config["models"]["student"])}
     if config["scenarios"][wildcards.scenario]["distill"]:
         inputs["teacher"] = "results/models/teacher/weights.safetensors"
     return inputs
