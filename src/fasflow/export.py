@@ -203,34 +203,50 @@ def parity(
     session,
     faces: np.ndarray,
     input_size: int,
-    tolerance: float = 1e-4,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
     batch_size: int = 64,
 ) -> dict:
     """Compare ONNX Runtime and PyTorch logits on the same preprocessed faces.
 
-    Passes when the maximum absolute logit difference is at most `tolerance` and the
-    predicted labels (P(spoof) >= 0.5) are identical for every face.
+    Passes when every logit satisfies |onnx - torch| <= atol + rtol * |torch| (numpy.allclose)
+    and the predicted labels (P(spoof) >= 0.5) are identical for every face. The relative term
+    matters for trained models: with logits around 20, float32 itself is about 2e-4 away from
+    the exact value (recorded as `fp32_vs_fp64_max_abs_diff`, PyTorch fp32 vs fp64 on the first
+    batch), so no fp32 engine can meet a purely absolute 1e-4.
     """
+    import copy
+
     model = model.eval()
     input_name = session.get_inputs()[0].name
-    max_diff, sum_diff, mismatches, n = 0.0, 0.0, 0, 0
-    with torch.inference_mode():
+    max_diff, max_rel, sum_diff, worst, mismatches, n = 0.0, 0.0, 0.0, -np.inf, 0, 0
+    fp32_noise = None
+    with torch.no_grad():
         for batch in preprocessed_batches(faces, input_size, batch_size):
-            ref = model(torch.from_numpy(batch)).numpy()
-            got = session.run(None, {input_name: batch})[0]
-            diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+            ref = model(torch.from_numpy(batch)).numpy().astype(np.float64)
+            got = session.run(None, {input_name: batch})[0].astype(np.float64)
+            if fp32_noise is None:
+                exact = copy.deepcopy(model).double()(torch.from_numpy(batch).double()).numpy()
+                fp32_noise = float(np.abs(ref - exact).max())
+            diff = np.abs(got - ref)
             max_diff = max(max_diff, float(diff.max()))
+            max_rel = max(max_rel, float((diff / np.maximum(np.abs(ref), 1e-12)).max()))
+            worst = max(worst, float((diff - (atol + rtol * np.abs(ref))).max()))
             sum_diff += float(diff.sum())
             mismatches += int(np.sum((softmax_spoof(ref) >= 0.5) != (softmax_spoof(got) >= 0.5)))
             n += len(batch)
     return {
         "n_faces": n,
         "max_abs_logit_diff": max_diff,
+        "max_rel_logit_diff": max_rel,
         "mean_abs_logit_diff": sum_diff / max(1, 2 * n),
+        "fp32_vs_fp64_max_abs_diff": fp32_noise,
         "label_mismatches": mismatches,
         "labels_identical": mismatches == 0,
-        "tolerance": tolerance,
-        "passed": n > 0 and max_diff <= tolerance and mismatches == 0,
+        "atol": atol,
+        "rtol": rtol,
+        "within_tolerance": n > 0 and worst <= 0.0,
+        "passed": n > 0 and worst <= 0.0 and mismatches == 0,
     }
 
 
@@ -248,7 +264,8 @@ def export_trained(
     face_size: int,
     opset: int = 17,
     fold_constants: bool = False,
-    tolerance: float = 1e-4,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
 ) -> dict:
     """results/models/{name}/ -> results/onnx/{name}.onnx + a JSON report with the parity check.
 
@@ -271,13 +288,13 @@ def export_trained(
     }
     info = export_onnx(model, onnx_path, input_size, opset, metadata, fold_constants)
     log.info("exported %s: %s", name, info)
-    result = parity(model, open_session(onnx_path), faces, input_size, tolerance)
+    result = parity(model, open_session(onnx_path), faces, input_size, atol=atol, rtol=rtol)
     log.info("parity of %s on %d faces: %s", name, len(faces), result)
     if not result["passed"]:
         Path(onnx_path).unlink(missing_ok=True)
         raise DataError(
             f"{onnx_path}: ONNX Runtime and PyTorch disagree on {faces_path} (max abs logit diff "
-            f"{result['max_abs_logit_diff']:.3g}, tolerance {tolerance:g}; "
+            f"{result['max_abs_logit_diff']:.3g}, allowed {atol:g} + {rtol:g} * |logit|; "
             f"{result['label_mismatches']} label mismatches)"
         )
     report = {

@@ -25,7 +25,8 @@ rule export_onnx:
         face_size=config["faces"]["size"],
         opset=EXPORT["opset"],
         fold_constants=EXPORT["fold_constants"],
-        tolerance=EXPORT["parity_tolerance"],
+        atol=EXPORT["parity_tolerance"],
+        rtol=EXPORT["parity_rtol"],
     script:
         "../scripts/export_onnx.py"
 

@@ -17,7 +17,8 @@ run_step(
         face_size=sm.params.face_size,
         opset=sm.params.opset,
         fold_constants=sm.params.fold_constants,
-        tolerance=sm.params.tolerance,
+        atol=sm.params.atol,
+        rtol=sm.params.rtol,
     ),
     sm.log[0],
 )
