@@ -9,9 +9,10 @@ rule tune_worker:
         unpack(tune_inputs),
     output:
         done="results/optuna/{scenario}/workers/{worker}.json",
-    params:
-        config=tune_settings,
-        journal="results/optuna/{scenario}/journal.log",
+    log:
+        "logs/tune/{scenario}/worker{worker}.log",
+    benchmark:
+        "benchmarks/tune/{scenario}/worker{worker}.tsv"
     wildcard_constraints:
         scenario=TUNED_PATTERN,
         worker=r"\d+",
@@ -21,10 +22,9 @@ rule tune_worker:
         cpus_per_gpu=8,
         mem_mb=16000,
         runtime=600,
-    log:
-        "logs/tune/{scenario}/worker{worker}.log",
-    benchmark:
-        "benchmarks/tune/{scenario}/worker{worker}.tsv"
+    params:
+        config=tune_settings,
+        journal="results/optuna/{scenario}/journal.log",
     script:
         "../scripts/tune_worker.py"
 
@@ -48,15 +48,15 @@ rule tune_study:
             category="Optuna",
             labels={"scenario": "{scenario}", "figure": "parameter importance"},
         ),
-    params:
-        config=tune_settings,
-        journal="results/optuna/{scenario}/journal.log",
-    wildcard_constraints:
-        scenario=TUNED_PATTERN,
-    threads: 1
     log:
         "logs/tune/{scenario}/study.log",
     benchmark:
         "benchmarks/tune/{scenario}/study.tsv"
+    wildcard_constraints:
+        scenario=TUNED_PATTERN,
+    threads: 1
+    params:
+        config=tune_settings,
+        journal="results/optuna/{scenario}/journal.log",
     script:
         "../scripts/tune_study.py"
