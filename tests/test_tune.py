@@ -282,6 +282,18 @@ def test_resume_after_kill_fails_only_the_dead_trial(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
 
 
+def test_sigterm_marks_the_running_trial_failed(tmp_path):
+    config = tiny_config(n_trials=3)
+    journal, go = tmp_path / "journal.log", tmp_path / "go"
+    go.touch()
+    proc = start_worker(tmp_path, config, journal, 0, "hang", go)
+    wait_for(Path(str(go) + ".hanging"), proc)
+    proc.send_signal(signal.SIGTERM)  # scancel / Snakemake shutting down
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert [t.state.name for t in journal_trials(config, journal)] == ["COMPLETE", "FAIL"]
+
+
 def test_two_parallel_workers_finish_exactly_n_trials(tmp_path):
     config = tiny_config(n_trials=5, workers=2)
     journal, go = tmp_path / "journal.log", tmp_path / "go"

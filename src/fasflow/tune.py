@@ -347,29 +347,12 @@ def run_worker(
     lock = JournalFileOpenLock(str(journal_path) + ".claim")
     ran: list[dict] = []
     started = time.perf_counter()
-    while True:
-        trial, counts = claim_trial(study, storage, tune, worker, lock)
-        if trial is None:
-            break
-        log.info("%s worker %d: trial %d (study so far: %s)", scenario, worker, trial.number, _fmt_counts(counts))
-        _ACTIVE_TRIALS.add(trial._trial_id)
-        t0 = time.perf_counter()
-        try:
-            with _heartbeat(storage, trial._trial_id, tune["heartbeat_interval"]):
-                value = objective_fn(trial, config, scenario, train, val, teacher)
-        except optuna.TrialPruned as exc:
-            frozen = study.tell(trial, state=TrialState.PRUNED)
-            log.info("%s trial %d: %s", scenario, trial.number, exc)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                study.tell(trial, state=TrialState.FAIL)
-            raise
-        else:
-            frozen = study.tell(trial, value)
-            log.info("%s trial %d: val F1 %.4f with %s", scenario, trial.number, value, trial.params)
-        finally:
-            _ACTIVE_TRIALS.discard(trial._trial_id)
-        ran.append({"number": trial.number, "state": frozen.state.name, "value": frozen.value, "seconds": time.perf_counter() - t0})
+    with _sigterm_as_exit():
+        while True:
+            trial = _run_one_trial(study, storage, tune, worker, lock, config, scenario, train, val, teacher, objective_fn)
+            if trial is None:
+                break
+            ran.append(trial)
     counts = state_counts(study)
     log.info("%s worker %d: done after %d trial(s); study: %s", scenario, worker, len(ran), _fmt_counts(counts))
     return {
@@ -380,6 +363,56 @@ def run_worker(
         "seconds": time.perf_counter() - started,
         "study_counts": counts,
     }
+
+
+def _run_one_trial(study, storage, tune, worker, lock, config, scenario, train, val, teacher, objective_fn) -> dict | None:
+    """Claim, run and record one trial; None when the study needs no more."""
+    log = get_logger()
+    trial, counts = claim_trial(study, storage, tune, worker, lock)
+    if trial is None:
+        return None
+    log.info("%s worker %d: trial %d (study so far: %s)", scenario, worker, trial.number, _fmt_counts(counts))
+    _ACTIVE_TRIALS.add(trial._trial_id)
+    t0 = time.perf_counter()
+    try:
+        with _heartbeat(storage, trial._trial_id, tune["heartbeat_interval"]):
+            value = objective_fn(trial, config, scenario, train, val, teacher)
+    except optuna.TrialPruned as exc:
+        frozen = study.tell(trial, state=TrialState.PRUNED)
+        log.info("%s trial %d: %s", scenario, trial.number, exc)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        frozen = study.tell(trial, value)
+        log.info("%s trial %d: val F1 %.4f with %s", scenario, trial.number, value, trial.params)
+    finally:
+        _ACTIVE_TRIALS.discard(trial._trial_id)
+    return {"number": trial.number, "state": frozen.state.name, "value": frozen.value, "seconds": time.perf_counter() - t0}
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (scancel, Snakemake shutting down) exits through Python, so the trial is marked FAIL.
+
+    A SIGKILL or a lost node cannot be caught: the next worker finds the stale trial instead.
+    """
+    import signal
+    import sys
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        sys.exit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
