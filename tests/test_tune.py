@@ -188,6 +188,19 @@ def test_failing_objective_does_not_count_and_is_replaced(tmp_path):
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
 
 
+def test_changed_inputs_are_flagged(tmp_path):
+    config = tiny_config(n_trials=2)
+    journal, manifest = tmp_path / "journal.log", tmp_path / "train.parquet"
+    manifest.write_bytes(b"v1")
+    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective(), input_files={"train_manifest": str(manifest)})
+    study = tune.load_study(config, "S1", journal)
+    assert len(tune.best_params(study, config, "S1")["input_fingerprints"]) == 1
+    config["tune"]["n_trials"] = 3
+    manifest.write_bytes(b"v2")
+    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective(), input_files={"train_manifest": str(manifest)})
+    assert len(tune.best_params(tune.load_study(config, "S1", journal), config, "S1")["input_fingerprints"]) == 2
+
+
 def test_changed_settings_refuse_the_old_journal(tmp_path):
     config = tiny_config(n_trials=1)
     journal = tmp_path / "journal.log"

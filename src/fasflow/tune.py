@@ -338,18 +338,24 @@ def run_worker(
     val: tuple[np.ndarray, np.ndarray],
     teacher=None,
     objective_fn: Callable[..., float] = objective,
+    input_files: dict[str, str] | None = None,
 ) -> dict:
-    """Run trials of the scenario's study until it has n_trials finished or claimed trials."""
+    """Run trials of the scenario's study until it has n_trials finished or claimed trials.
+
+    `input_files` (name -> path: manifests, teacher weights) are fingerprinted into every trial,
+    so a study whose inputs changed between runs is flagged in best_params.json.
+    """
     log = get_logger()
     tune = config["tune"]
     storage = journal_storage(journal_path)
     study = open_study(config, scenario, storage)
+    fingerprint = input_fingerprint(input_files or {})
     lock = JournalFileOpenLock(str(journal_path) + ".claim")
     ran: list[dict] = []
     started = time.perf_counter()
     with _sigterm_as_exit():
         while True:
-            trial = _run_one_trial(study, storage, tune, worker, lock, config, scenario, train, val, teacher, objective_fn)
+            trial = _run_one_trial(study, storage, tune, worker, lock, config, scenario, train, val, teacher, objective_fn, fingerprint)
             if trial is None:
                 break
             ran.append(trial)
@@ -365,12 +371,14 @@ def run_worker(
     }
 
 
-def _run_one_trial(study, storage, tune, worker, lock, config, scenario, train, val, teacher, objective_fn) -> dict | None:
+def _run_one_trial(study, storage, tune, worker, lock, config, scenario, train, val, teacher, objective_fn, fingerprint) -> dict | None:
     """Claim, run and record one trial; None when the study needs no more."""
     log = get_logger()
     trial, counts = claim_trial(study, storage, tune, worker, lock)
     if trial is None:
         return None
+    if fingerprint:
+        trial.set_user_attr("inputs", fingerprint)
     log.info("%s worker %d: trial %d (study so far: %s)", scenario, worker, trial.number, _fmt_counts(counts))
     _ACTIVE_TRIALS.add(trial._trial_id)
     t0 = time.perf_counter()
@@ -413,6 +421,21 @@ def _sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def input_fingerprint(files: dict[str, str]) -> str | None:
+    """Short SHA-256 over the named input files (small ones: manifests, teacher weights)."""
+    import hashlib
+
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode())
+        with open(files[name], "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
@@ -466,6 +489,13 @@ def best_params(study: optuna.Study, config: dict, scenario: str) -> dict:
         raise FasflowError(f"study {study.study_name!r}: no trial completed (all {finished} were pruned)")
     best = study.best_trial
     names = tuned_param_names(config, scenario)
+    finished_trials = study.get_trials(deepcopy=False, states=FINISHED)
+    inputs = sorted({t.user_attrs["inputs"] for t in finished_trials if "inputs" in t.user_attrs})
+    if len(inputs) > 1:
+        get_logger().warning(
+            "%s: the study's trials saw %d different versions of its inputs (data or teacher changed "
+            "between runs); delete the journal to tune again on the current inputs", study.study_name, len(inputs),
+        )
     return {
         "params": {k: best.params[k] for k in names},
         "value": best.value,
@@ -476,6 +506,7 @@ def best_params(study: optuna.Study, config: dict, scenario: str) -> dict:
         "n_pruned": counts["PRUNED"],
         "n_failed": counts["FAIL"],
         "study_name": study.study_name,
+        "input_fingerprints": inputs,
         "objective": "validation F1 (spoof positive), best epoch, early-stopping patience tune.patience",
         "settings": study.user_attrs.get(SETTINGS_ATTR),
     }

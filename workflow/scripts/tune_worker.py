@@ -16,7 +16,11 @@ def main():
     val = load_split(sm.input.val_faces, sm.input.val_manifest)
     distill = config["scenarios"][scenario]["distill"]
     teacher = load_frozen_teacher(config, sm.input.teacher) if distill else None
-    result = run_worker(config, scenario, int(sm.wildcards.worker), sm.params.journal, train, val, teacher)
+    # Face caches are large: the manifests they mirror row by row stand in for them.
+    fingerprinted = {k: v for k, v in sm.input.items() if k.endswith("_manifest") or k == "teacher"}
+    result = run_worker(
+        config, scenario, int(sm.wildcards.worker), sm.params.journal, train, val, teacher, input_files=fingerprinted
+    )
     write_json(sm.output.done, result)
 
 
