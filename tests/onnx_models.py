@@ -35,6 +35,6 @@ def make_model_dir(folder: Path, arch: str = "mobilenetv2_100", seed: int = 0) -
     return folder
 
 
-def export_tiny(model: torch.nn.Module, path: Path, opset: int = 17) -> dict:
+def export_tiny(model: torch.nn.Module, path: Path, opset: int = 17, fold_constants: bool = True) -> dict:
     meta = {"name": path.stem, "arch": "test", "input_size": INPUT_SIZE, "face_margin": MARGIN, "face_size": FACE_SIZE}
-    return export_onnx(model, path, INPUT_SIZE, opset=opset, metadata=meta)
+    return export_onnx(model, path, INPUT_SIZE, opset=opset, metadata=meta, fold_constants=fold_constants)

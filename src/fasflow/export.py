@@ -58,13 +58,14 @@ def export_onnx(
     input_size: int,
     opset: int = 17,
     metadata: dict | None = None,
-    fold_constants: bool = False,
+    fold_constants: bool = True,
 ) -> dict:
     """Export `model` to one self-contained ONNX file with a dynamic batch axis.
 
     Uses the TorchScript exporter (dynamo=False): it keeps the weights inside the file and
-    needs no onnxscript. Without constant folding BatchNorm stays separate (the paper's
-    8.46 MiB for mobilenetv2_100); ONNX Runtime fuses it at load time either way.
+    needs no onnxscript. Constant folding (its default) folds BatchNorm into the convolutions:
+    a trained mobilenetv2_100 then takes the paper's 8.46 MiB (8.68 MiB unfolded). ONNX Runtime
+    fuses BatchNorm at load time either way, so latency does not change.
     Returns facts about the file (opset, size in MB and MiB, parameter count).
     """
     model = model.eval()
@@ -209,17 +210,18 @@ def parity(
 ) -> dict:
     """Compare ONNX Runtime and PyTorch logits on the same preprocessed faces.
 
-    Passes when every logit satisfies |onnx - torch| <= atol + rtol * |torch| (numpy.allclose)
-    and the predicted labels (P(spoof) >= 0.5) are identical for every face. The relative term
-    matters for trained models: with logits around 20, float32 itself is about 2e-4 away from
-    the exact value (recorded as `fp32_vs_fp64_max_abs_diff`, PyTorch fp32 vs fp64 on the first
-    batch), so no fp32 engine can meet a purely absolute 1e-4.
+    Passes when max |onnx - torch| <= atol + rtol * s, where s is the largest |torch logit|
+    over all faces (the scale of the logits), and the predicted labels (P(spoof) >= 0.5) are
+    identical for every face. The relative term matters for trained models: with logits
+    around 20, float32 itself is about 2e-4 away from the exact value in any logit (recorded
+    as `fp32_vs_fp64_max_abs_diff`: PyTorch fp32 vs fp64 on the first batch), so no fp32
+    engine can meet a purely absolute 1e-4.
     """
     import copy
 
     model = model.eval()
     input_name = session.get_inputs()[0].name
-    max_diff, max_rel, sum_diff, worst, mismatches, n = 0.0, 0.0, 0.0, -np.inf, 0, 0
+    max_diff, scale, sum_diff, mismatches, n = 0.0, 0.0, 0.0, 0, 0
     fp32_noise = None
     with torch.no_grad():
         for batch in preprocessed_batches(faces, input_size, batch_size):
@@ -230,23 +232,23 @@ def parity(
                 fp32_noise = float(np.abs(ref - exact).max())
             diff = np.abs(got - ref)
             max_diff = max(max_diff, float(diff.max()))
-            max_rel = max(max_rel, float((diff / np.maximum(np.abs(ref), 1e-12)).max()))
-            worst = max(worst, float((diff - (atol + rtol * np.abs(ref))).max()))
+            scale = max(scale, float(np.abs(ref).max()))
             sum_diff += float(diff.sum())
             mismatches += int(np.sum((softmax_spoof(ref) >= 0.5) != (softmax_spoof(got) >= 0.5)))
             n += len(batch)
     return {
         "n_faces": n,
         "max_abs_logit_diff": max_diff,
-        "max_rel_logit_diff": max_rel,
+        "max_abs_logit": scale,
+        "allowed_abs_logit_diff": atol + rtol * scale,
         "mean_abs_logit_diff": sum_diff / max(1, 2 * n),
         "fp32_vs_fp64_max_abs_diff": fp32_noise,
         "label_mismatches": mismatches,
         "labels_identical": mismatches == 0,
         "atol": atol,
         "rtol": rtol,
-        "within_tolerance": n > 0 and worst <= 0.0,
-        "passed": n > 0 and worst <= 0.0 and mismatches == 0,
+        "within_tolerance": n > 0 and max_diff <= atol + rtol * scale,
+        "passed": n > 0 and max_diff <= atol + rtol * scale and mismatches == 0,
     }
 
 
@@ -263,7 +265,7 @@ def export_trained(
     face_margin: float,
     face_size: int,
     opset: int = 17,
-    fold_constants: bool = False,
+    fold_constants: bool = True,
     atol: float = 1e-4,
     rtol: float = 1e-4,
 ) -> dict:
@@ -294,7 +296,7 @@ def export_trained(
         Path(onnx_path).unlink(missing_ok=True)
         raise DataError(
             f"{onnx_path}: ONNX Runtime and PyTorch disagree on {faces_path} (max abs logit diff "
-            f"{result['max_abs_logit_diff']:.3g}, allowed {atol:g} + {rtol:g} * |logit|; "
+            f"{result['max_abs_logit_diff']:.3g}, allowed {result['allowed_abs_logit_diff']:.3g} = {atol:g} + {rtol:g} * max |logit|; "
             f"{result['label_mismatches']} label mismatches)"
         )
     report = {
