@@ -22,8 +22,9 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html
 	@echo "demo finished: tables in results/tables/, report in results/report.html"
 
+# PYTEST_ARGS narrows a run, e.g. PYTEST_ARGS="tests/test_slurm.py" .ci/run
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not workflow and not container and not slurm"
