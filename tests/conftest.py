@@ -8,3 +8,46 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).parent))
 # One thread per test process: the machine has two cores and tests must not fight over them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+class Workflow:
+    """A Snakemake working directory with the tiny configuration; run(targets...) builds them."""
+
+    def __init__(self, workdir: Path, extra_configfiles=()):
+        self.workdir = workdir
+        self.configfiles = [str(TINY_CONFIG), *map(str, extra_configfiles)]
+
+    def command(self, *args: str) -> list[str]:
+        return [
+            sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+            "--directory", str(self.workdir), "--cores", "2", *args, "--configfile", *self.configfiles,
+        ]
+
+    def run(self, *args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
+        result = subprocess.run(self.command(*args), capture_output=True, text=True, cwd=self.workdir, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        return result
+
+    def path(self, relative: str) -> Path:
+        return self.workdir / relative
+
+
+def new_workflow(workdir: Path, extra_configfiles=()) -> Workflow:
+    # The Snakefile's `configfile: config/config.yaml` is read relative to the working directory.
+    shutil.copytree(ROOT / "config", workdir / "config")
+    return Workflow(workdir, extra_configfiles)
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> Workflow:
+    """One tiny workflow directory shared by the session's workflow tests (outputs are reused)."""
+    return new_workflow(tmp_path_factory.mktemp("tiny_workflow"))
