@@ -1,0 +1,96 @@
+"""The export rules end to end through Snakemake, on fabricated trained models.
+
+Only the export rules may run (--allowed-rules): fabricated models, face caches and splits
+stand in for the training part. Then `fasflow predict` scores an image with an exported model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from celeba_tree import make_tree
+from eval_fakes import write_model_dir, write_split
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPORT_RULES = ["export_onnx", "quantize_onnx", "latency", "table_onnx", "table4", "onnx"]
+MODELS = ["S0", "S1", "S2", "S3"]  # the teacher is left out (export.include_teacher) to keep this quick
+CONFIG = """
+dataset:
+  root: {root}/celeba
+  synthetic: {{enabled: true}}
+scenarios:
+  S0: {{distill: false, tune: false}}
+  S1: {{distill: false, tune: false}}
+  S2: {{distill: true, tune: false}}
+  S3: {{distill: true, tune: false}}
+export:
+  include_teacher: false
+  latency: {{warmup: 1, runs: 3}}
+  int8: {{calibration_size: 8}}
+"""
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(ROOT / "tests/configs/tiny.yaml"), str(workdir / "export.yaml"), *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("exportflow")
+    shutil.copytree(ROOT / "config", work / "config")
+    (work / "export.yaml").write_text(CONFIG.format(root=work))
+    for i, name in enumerate(MODELS + ["teacher"]):
+        write_model_dir(work / "results/models" / name, name, seed=i, distill=name in ("S2", "S3"))
+    write_split(work, "val", 12, size=24, seed=1)
+    write_split(work, "test", 18, size=24, seed=2)
+    return work
+
+
+@pytest.mark.workflow
+def test_table4_builds_every_onnx_file_and_the_table(workdir):
+    r = snakemake(workdir, "--cores", "2", "table4", "onnx", "--allowed-rules", *EXPORT_RULES)
+    assert r.returncode == 0, r.stderr[-4000:]
+    onnx_dir = workdir / "results/onnx"
+    for name in MODELS:
+        for suffix in (".onnx", ".json", ".int8.onnx", ".int8.json"):
+            assert (onnx_dir / f"{name}{suffix}").is_file(), f"{name}{suffix}"
+        report = json.loads((onnx_dir / f"{name}.json").read_text())
+        assert report["parity"]["passed"] and report["parity"]["n_faces"] == 18
+        assert report["onnx"]["opset"] == 17 and report["metadata"]["face_size"] == 24
+        latency = json.loads((workdir / "results/latency" / f"{name}.json").read_text())
+        assert latency["threads"] == [1, 2] and latency["runs"] == 3
+        assert set(latency["results"]["2"]) >= {"onnx_fp32", "onnx_int8", "torch_eager"}
+    table = pl.read_csv(workdir / "results/tables/table4_onnx.csv")
+    assert table["model"].to_list() == MODELS
+    assert {"fp32_mean_ms_1t", "fp32_median_ms_2t", "int8_mean_ms_1t", "torch_eager_mean_ms_1t"} <= set(table.columns)
+    assert (workdir / "results/tables/table4_onnx.md").read_text().startswith("# Table 4")
+    # The log of each rule is where the workflow said it would be.
+    assert (workdir / "logs/latency/S0.log").is_file()
+
+
+@pytest.mark.workflow
+def test_predict_cli_scores_an_image_with_the_exported_model(workdir, tmp_path):
+    model = workdir / "results/onnx/S0.onnx"
+    if not model.is_file():
+        snakemake(workdir, "--cores", "2", "results/onnx/S0.onnx", "--allowed-rules", *EXPORT_RULES)
+    make_tree(tmp_path, subjects=1, per_class=(1, 0))
+    image = next(tmp_path.rglob("*.jpg"))
+    r = subprocess.run(
+        [sys.executable, "-m", "fasflow", "predict", str(image), "--model", str(model), "--json",
+         "--box", str(image.with_name(image.stem + "_BB.txt"))],
+        capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 0, r.stderr
+    (result,) = json.loads(r.stdout)["predictions"]
+    assert result["label"] in ("live", "spoof") and result["box_source"] == "bb_file"
