@@ -166,3 +166,14 @@ def test_cli_rejects_a_model_it_cannot_use(face_photo, tmp_path, capsys):
     onnx.save(onnx.helper.make_model(graph), str(bare))
     code, _, err = run_cli(capsys, face_photo, "--model", bare)
     assert code == 2 and "lacks the fasflow metadata" in err
+
+
+def test_cli_reads_the_box_file_next_to_each_image(celeba, model_path, tmp_path, capsys):
+    image = next(celeba.rglob("*.png"))
+    lonely = tmp_path / "lonely.png"
+    lonely.write_bytes(image.read_bytes())
+    code, out, err = run_cli(capsys, image, lonely, "--model", model_path, "--celeba-box", "--json")
+    assert code == 1
+    good, bad = json.loads(out)["predictions"]
+    assert good["box_source"] == "bb_file"
+    assert "lonely_BB.txt: cannot read box file" in bad["error"]

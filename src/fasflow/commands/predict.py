@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 EPILOG = """\
 The face is found with OpenCV's bundled Haar cascade (offline), unless --box gives the
-CelebA-Spoof box file of the image. Crop and preprocessing are the evaluation pipeline's,
+CelebA-Spoof box file of the image or --celeba-box takes the one next to it. Crop and preprocessing are the evaluation pipeline's,
 read from the model's metadata. Exit status: 0 when at least one image was scored and none
 failed, 1 when some image could not be scored (each gets a message), 2 for a bad model or
 bad arguments.
@@ -26,12 +27,18 @@ def register(subparsers) -> None:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png, ...)")
     parser.add_argument("--model", required=True, help="exported model, e.g. results/onnx/S0.onnx")
-    parser.add_argument(
+    boxes = parser.add_mutually_exclusive_group()
+    boxes.add_argument(
         "--box",
         action="append",
         metavar="FILE_BB.txt",
         help="CelebA-Spoof box file ('x y w h score' in the 224x224 frame) instead of face "
         "detection; give one --box per IMAGE, in the same order",
+    )
+    boxes.add_argument(
+        "--celeba-box",
+        action="store_true",
+        help="use the CelebA-Spoof box file next to each image (IMAGE without extension + _BB.txt)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
@@ -45,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     boxes = args.box or []
     if boxes and len(boxes) != len(args.images):
         raise FasflowError(f"{len(boxes)} --box file(s) for {len(args.images)} image(s): give one per image")
+    if args.celeba_box:
+        boxes = [str(Path(p).with_name(Path(p).stem + "_BB.txt")) for p in args.images]
     predictor = Predictor(args.model, threads=args.threads)
 
     results, failures = [], 0
