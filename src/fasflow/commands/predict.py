@@ -9,10 +9,10 @@ from pathlib import Path
 
 EPILOG = """\
 The face is found with OpenCV's bundled Haar cascade (offline), unless --box gives the
-CelebA-Spoof box file of the image or --celeba-box takes the one next to it. Crop and preprocessing are the evaluation pipeline's,
-read from the model's metadata. Exit status: 0 when at least one image was scored and none
-failed, 1 when some image could not be scored (each gets a message), 2 for a bad model or
-bad arguments.
+CelebA-Spoof box file of the image or --celeba-box takes the one next to it. Crop and
+preprocessing are the evaluation pipeline's, read from the model's metadata.
+Exit status: 0 when every image was scored; 1 when any image could not be scored (each
+gets a message, the others are still printed); 2 for a bad model or bad arguments.
 """
 
 
