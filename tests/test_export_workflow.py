@@ -12,10 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+import torch
 from celeba_tree import make_tree
 from eval_fakes import write_model_dir, write_split
+
+from fasflow.data import eval_transform
+from fasflow.export import open_session, softmax_spoof
+from fasflow.infer import Predictor, read_box_file, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORT_RULES = ["export_onnx", "quantize_onnx", "latency", "table_onnx", "table4", "onnx"]
@@ -94,3 +100,29 @@ def test_predict_cli_scores_an_image_with_the_exported_model(workdir, tmp_path):
     assert r.returncode == 0, r.stderr
     (result,) = json.loads(r.stdout)["predictions"]
     assert result["label"] in ("live", "spoof") and result["box_source"] == "bb_file"
+
+
+@pytest.mark.workflow
+def test_real_pipeline_model_exports_and_predict_matches_the_face_cache(tiny_workflow):
+    """A model trained by the workflow, exported by it, and `fasflow predict` on a dataset image
+    giving exactly the tensor (and score) that evaluation computes from the face cache."""
+    tiny_workflow.run("results/onnx/S0.onnx", "results/onnx/S0.int8.json")
+    report = json.loads(tiny_workflow.path("results/onnx/S0.json").read_text())
+    assert report["parity"]["passed"]
+    test = pl.read_parquet(tiny_workflow.path("results/splits/test.parquet"))
+    faces = np.load(tiny_workflow.path("results/faces/test.npy"), allow_pickle=False)
+    row = next(i for i, status in enumerate(test["box_status"].to_list()) if status == "ok")
+    image = tiny_workflow.path("resources/tiny/celeba_spoof") / test["path"][row]
+    predictor = Predictor(tiny_workflow.path("results/onnx/S0.onnx"))
+    picture = read_image(image)
+    box = read_box_file(image.with_name(image.stem + "_BB.txt"), picture.width, picture.height)
+    expected = eval_transform(report["input_size"])(np.array(faces[row])).unsqueeze(0)
+    assert torch.equal(torch.from_numpy(predictor.preprocess(picture, box)), expected)
+    r = subprocess.run(
+        [sys.executable, "-m", "fasflow", "predict", str(image), "--model", str(predictor.model_path), "--json", "--celeba-box"],
+        capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 0, r.stderr
+    score = json.loads(r.stdout)["predictions"][0]["spoof_probability"]
+    session = open_session(predictor.model_path)
+    assert score == pytest.approx(float(softmax_spoof(session.run(None, {"input": expected.numpy()})[0])[0]), abs=1e-6)
