@@ -88,7 +88,7 @@ def model_outputs(name):
 EVAL = config["evaluate"]
 # Every trained model gets predictions; tables list the scenarios, then the teacher as reference.
 MODELS = ["teacher"] + SCENARIOS
-TABLE_MODELS = SCENARIOS + (["teacher"] if EVAL["include_teacher"] else [])
+TABLE_MODELS = sorted(SCENARIOS) + (["teacher"] if EVAL["include_teacher"] else [])
 MODEL_PATTERN = "|".join(re.escape(m) for m in MODELS)
 FIGURE_FORMATS = ["png", "pdf"]
 # Only these settings change a metrics file (the others only change tables).
