@@ -65,7 +65,7 @@ def job_rules(log: str) -> dict[str, str]:
 
 @pytest.mark.slurm
 def test_every_rule_ran_as_a_completed_slurm_job(run):
-    work, log, _ = run
+    work, log, image = run
     rules = job_rules(log)
     submitted = dict(SUBMITTED.findall(log))  # snakemake job id -> SLURM job id
     expected = Counter(
@@ -83,7 +83,9 @@ def test_every_rule_ran_as_a_completed_slurm_job(run):
         assert "ExitCode=0:0" in r.stdout
         # the plugin's per-job log lies under .snakemake/slurm_logs/rule_<name>/
         logs = list((work / ".snakemake/slurm_logs" / f"rule_{rules[job]}").rglob(f"{slurm_id}.log"))
-        assert logs, f"no SLURM log for job {slurm_id} ({rules[job]})"
+        assert len(logs) == 1, f"no SLURM log for job {slurm_id} ({rules[job]})"
+        # inside the job, the rule ran in the profile's container
+        assert f"Activating singularity image {image}" in logs[0].read_text(), logs[0]
 
 
 @pytest.mark.slurm
