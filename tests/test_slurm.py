@@ -33,7 +33,12 @@ def slurm_up() -> None:
     for tool in ("sbatch", "squeue", "scontrol", "sinfo"):
         if shutil.which(tool) is None:
             missing(f"SLURM command {tool!r} not found (start ../shared/tools/local-slurm-start.sh)")
-    r = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=30)
+    try:
+        r = subprocess.run(
+            ["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        missing("no SLURM controller answered sinfo within 20 s (is slurmctld running?)")
     if r.returncode != 0 or "up" not in r.stdout:
         missing(f"no SLURM cluster answers sinfo: {r.stdout.strip()} {r.stderr.strip()}")
 
