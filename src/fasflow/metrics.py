@@ -211,7 +211,8 @@ def format_rate(target: float) -> str:
 # uncertainty
 
 
-def _percentile_interval(values: np.ndarray, level: float) -> list[float]:
+def percentile_interval(values: np.ndarray, level: float) -> list[float]:
+    """Percentile interval of the finite `values` ([nan, nan] when none is finite)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return [math.nan, math.nan]
@@ -261,13 +262,31 @@ def bootstrap_intervals(
     level: float = 0.95,
     max_block_cells: int = 4_000_000,
 ) -> dict[str, list[float]]:
-    """Subject-level (cluster) percentile bootstrap intervals for BOOTSTRAP_METRICS.
+    """Subject-level (cluster) percentile bootstrap intervals for BOOTSTRAP_METRICS (see bootstrap_samples)."""
+    samples = bootstrap_samples(
+        labels, scores, subjects, spoof_types, threshold, hter_threshold, n_resamples, seed, max_block_cells
+    )
+    return {name: percentile_interval(values, level) for name, values in samples.items()}
+
+
+def bootstrap_samples(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    subjects: np.ndarray,
+    spoof_types: np.ndarray | None = None,
+    threshold: float = 0.5,
+    hter_threshold: float | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    max_block_cells: int = 4_000_000,
+) -> dict[str, np.ndarray]:
+    """Each BOOTSTRAP_METRICS value on `n_resamples` subject-level (cluster) resamples (NaN where undefined).
 
     Images of one person are not independent, so whole subjects are resampled with
     replacement. Counts are aggregated per subject once (bincount), so each resample
     costs a (subjects x columns) product; ROC-AUC uses per-image weights in blocks of
     at most `max_block_cells` resample-image cells. Resamples where a metric is
-    undefined (e.g. no live image drawn) are dropped for that metric.
+    undefined (e.g. no live image drawn) are NaN and dropped by the intervals.
     """
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
@@ -337,7 +356,7 @@ def bootstrap_intervals(
             # ROC-AUC with image weights = times the image's subject was drawn.
             weights = times[:, subj_sorted].astype(np.float64)
             results["roc_auc"][sl] = _sorted_weighted_auc(weights, pos_sorted, starts)
-    return {name: _percentile_interval(values, level) for name, values in results.items()}
+    return results
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:

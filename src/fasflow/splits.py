@@ -114,3 +114,44 @@ def split_report(splits: dict[str, pl.DataFrame], fractions: dict[str, float]) -
         }
     report["subject_overlap"] = 0
     return report
+
+
+def split_images(subset: pl.DataFrame, fractions: dict[str, float], seed: int) -> dict[str, pl.DataFrame]:
+    """Image-level random split (identities shared across splits): the leakage ablation's control.
+
+    Within each spoof type (live = type 0) the images are shuffled with `seed` and cut at the
+    cumulative `fractions`, so class and attack-type shares match the subject split's targets;
+    subjects are ignored on purpose.
+    """
+    subset = subset.sort("path")
+    rng = np.random.default_rng(seed)
+    types = subset["spoof_type"].to_numpy()
+    cumulative = np.cumsum([fractions[s] for s in SPLITS])[:-1]
+    assignment = np.empty(subset.height, dtype=object)
+    for code in np.unique(types):
+        idx = np.flatnonzero(types == code)
+        idx = idx[rng.permutation(len(idx))]
+        for name, part in zip(SPLITS, np.split(idx, np.round(cumulative * len(idx)).astype(int))):
+            assignment[part] = name
+    labelled = subset.with_columns(pl.Series("_split", assignment.astype(str)))
+    result = {s: labelled.filter(pl.col("_split") == s).drop("_split") for s in SPLITS}
+    for name, frame in result.items():
+        if frame.height == 0:
+            raise DataError(f"image-level split '{name}' got no image: too few images for split.fractions")
+    return result
+
+
+def identity_overlap(train: pl.DataFrame, test: pl.DataFrame) -> dict:
+    """How many test identities (and their images) also appear in the training split."""
+    seen = set(train["subject_id"].unique().to_list())
+    test_subjects = test["subject_id"].unique().to_list()
+    seen_subjects = [s for s in test_subjects if s in seen]
+    seen_images = int(test["subject_id"].is_in(list(seen)).sum())
+    return {
+        "test_subjects": len(test_subjects),
+        "test_subjects_seen_in_train": len(seen_subjects),
+        "fraction_test_subjects_seen": len(seen_subjects) / len(test_subjects) if test_subjects else None,
+        "test_images": test.height,
+        "test_images_of_seen_subjects": seen_images,
+        "fraction_test_images_seen": seen_images / test.height if test.height else None,
+    }
