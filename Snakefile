@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/extended.smk"
 
 
 rule all:
@@ -80,3 +81,22 @@ rule table4:
     """Table 4: ONNX size, CPU latency (fp32, INT8, PyTorch eager) and parity."""
     input:
         table_targets("table4_onnx"),
+
+
+rule replicates:
+    """Seed replicates: every replicated scenario per seed, the replicates table and spread figure."""
+    input:
+        table_targets("replicates"),
+        figure_paths("replicates"),
+
+
+rule leakage:
+    """Identity-leakage ablation: S0 (and leakage.scenarios) on a random vs the subject-disjoint split."""
+    input:
+        table_targets("leakage"),
+
+
+rule cross_attack:
+    """Leave-one-attack-type-out: S0 without each cross_attack.spoof_types type (needs cross_attack.enabled)."""
+    input:
+        table_targets("cross_attack"),

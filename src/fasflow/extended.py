@@ -52,14 +52,15 @@ def parse_variant(variant: str) -> dict:
     return {"kind": "leakage", "seed": None, "exclude": None}
 
 
-def _load_split(faces_path, manifest_path, exclude: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _load_split(faces_path, manifest_path, exclude: int | None, require: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Faces and labels of a split, without spoof type `exclude`; `require`: the split must hold that type."""
     from .data import load_faces
 
     faces, manifest = load_faces(faces_path, manifest_path)
     keep = np.ones(manifest.height, dtype=bool)
     if exclude is not None:
         keep = manifest["spoof_type"].to_numpy() != exclude
-        if keep.all():
+        if require and keep.all():
             raise DataError(f"{manifest_path}: no image of spoof type {type_name(exclude)} to leave out")
     return np.ascontiguousarray(faces[keep]), manifest["label"].to_numpy()[keep].astype(np.int64)
 
@@ -71,7 +72,8 @@ def run_variant_training(config: dict, name: str, variant: str, inputs: Mapping,
 
     spec = parse_variant(variant)
     cfg = train_config(config, name, overrides=overrides, seed=spec["seed"])
-    train_faces, train_labels = _load_split(inputs["train_faces"], inputs["train_manifest"], spec["exclude"])
+    # Leaving out a type that training never had would measure nothing; a small val split may lack it.
+    train_faces, train_labels = _load_split(inputs["train_faces"], inputs["train_manifest"], spec["exclude"], require=True)
     val_faces, val_labels = _load_split(inputs["val_faces"], inputs["val_manifest"], spec["exclude"])
     teacher = load_frozen_teacher(config, inputs["teacher"]) if cfg.distill else None
     result = train_model(cfg, train_faces, train_labels, val_faces, val_labels, out_dir, teacher=teacher)
