@@ -25,8 +25,8 @@ demo: $(STAMP)
 # Beyond the paper on the demo data: seed replicates, identity leakage, leave-one-attack-type-out
 # (7 more models, several minutes on 2 cores). Reuses what `make demo` built.
 demo-extended: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --printshellcmds replicates leakage cross_attack
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --report results/report.html all tables figures replicates leakage cross_attack
+	$(BIN)/snakemake replicates leakage cross_attack --cores $(CORES) --configfile config/demo.yaml --printshellcmds
+	$(BIN)/snakemake all tables figures replicates leakage cross_attack --cores $(CORES) --configfile config/demo.yaml --report results/report.html
 	@echo "extended demo finished: results/tables/{replicates,leakage,cross_attack}.md"
 
 # PYTEST_ARGS narrows a run, e.g. PYTEST_ARGS="tests/test_slurm.py" .ci/run
