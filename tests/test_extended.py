@@ -124,7 +124,7 @@ def test_leakage_table_difference_and_interval():
     assert acer["difference"] == pytest.approx(-acer["disjoint"])
     assert acer["difference_ci_low"] <= acer["difference"] <= acer["difference_ci_high"] < 0
     assert acer["disjoint_ci_low"] <= acer["disjoint"] <= acer["disjoint_ci_high"]
-    assert set(numbers["metric"]) == {"acer", "apcer", "bpcer", "f1"}
+    assert set(numbers["metric"]) == {"acer", "apcer", "bpcer", "f1", "roc_auc"}
 
 
 def test_cross_attack_table_cuts_to_live_plus_type():
@@ -163,8 +163,8 @@ def test_extended_targets_through_snakemake(tiny_workflow):
     report = json.loads(wf.path("results/leakage/splits/split_report.json").read_text())
     assert report["subject_overlap"]["test_subjects_seen_in_train"] > 0
     leak = pl.read_csv(wf.path("results/tables/leakage.csv"))
-    assert leak["test_subjects_seen_disjoint"].to_list() == [0.0] * 4
-    assert set(leak["metric"]) == {"acer", "apcer", "bpcer", "f1"}
+    assert leak["test_subjects_seen_disjoint"].to_list() == [0.0] * 5
+    assert set(leak["metric"]) == {"acer", "apcer", "bpcer", "f1", "roc_auc"}
 
     # Cross-attack: the model never saw a photo attack, in training or validation.
     cross = pl.read_csv(wf.path("results/tables/cross_attack.csv"))

@@ -31,7 +31,8 @@ TYPE_CODES = {name: code for code, name in SPOOF_TYPES.items() if code != 0}
 VARIANT_RE = re.compile(r"replicates/seed(?P<seed>\d+)|leakage|cross_attack/without_(?P<type>[a-z0-9_]+)")
 # Metrics summarised across seeds and compared across splits (threshold 0.5, DESIGN.md names).
 REPLICATE_METRICS = ("accuracy", "f1", "roc_auc", "apcer", "bpcer", "acer")
-LEAKAGE_METRICS = ("acer", "apcer", "bpcer", "f1")
+# ROC-AUC is threshold free: it shows a ranking effect even where 0.5 is a poor threshold.
+LEAKAGE_METRICS = ("acer", "apcer", "bpcer", "f1", "roc_auc")
 
 
 # ---------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def leakage_table(
             text.append(
                 {
                     "scenario": scenario,
-                    "metric": metric.upper() if metric != "f1" else "F1",
+                    "metric": {"f1": "F1", "roc_auc": "ROC-AUC"}.get(metric, metric.upper()),
                     "subject-disjoint": fmt_ci(row["disjoint"], row["disjoint_ci_low"], row["disjoint_ci_high"]),
                     "random (image level)": fmt_ci(row["random"], row["random_ci_low"], row["random_ci_high"]),
                     "random - disjoint": f"{row['difference']:+.4f} [{row['difference_ci_low']:+.4f}, {row['difference_ci_high']:+.4f}]",
