@@ -8,6 +8,7 @@ from snakemake.utils import min_version, validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from fasflow.config import check_config, check_dataset_root  # noqa: E402
 from fasflow.errors import ConfigError  # noqa: E402
+from fasflow.workflow_env import configure_job_environment  # noqa: E402
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 try:
@@ -16,23 +17,7 @@ try:
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
-# Rules run `fasflow` code from this checkout, in the container or not.
-_SRC = os.path.join(workflow.basedir, "src")
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p
-)
-os.environ["APPTAINERENV_PYTHONPATH"] = _SRC
-# Snakemake binds only the working directory into the container: when the checkout is not
-# inside it (--directory elsewhere), bind the checkout too, so src/ and .git are visible inside.
-_CWD = os.path.abspath(os.getcwd())
-_BINDS = [b for b in os.environ.get("APPTAINER_BIND", "").split(",") if b]
-if os.path.commonpath([_CWD, workflow.basedir]) != _CWD and workflow.basedir not in _BINDS:
-    os.environ["APPTAINER_BIND"] = ",".join([*_BINDS, workflow.basedir])
-# Inside a SLURM job this file is parsed again by the job's own Snakemake: pass the job's
-# identity through `apptainer --cleanenv` so fasflow.provenance can record it.
-for _var in ("SLURM_JOB_ID", "SLURM_CLUSTER_NAME"):
-    if os.environ.get(_var):
-        os.environ[f"APPTAINERENV_{_var}"] = os.environ[_var]
+configure_job_environment(workflow.basedir)
 
 DATASET_ROOT = config["dataset"]["root"]
 SPLITS = ["train", "val", "test"]
@@ -42,6 +27,18 @@ SCENARIOS = list(config["scenarios"])
 def label_files(wildcards=None):
     """The label JSON files ingest reads (produced by synthesize_dataset for the demo)."""
     return [os.path.join(DATASET_ROOT, f) for f in config["dataset"]["label_files"]]
+
+
+def dataset_root(wildcards, input, output):
+    """dataset.root, recovered from the label files among the rule's inputs or outputs."""
+    files = getattr(input, "labels", None) or output.labels
+    relative = config["dataset"]["label_files"][0]
+    return os.path.normpath(files[0][: -len(relative)] or os.curdir)
+
+
+def model_dir(wildcards, output):
+    """The folder of a model's outputs (results/models/<name>)."""
+    return os.path.dirname(output.weights)
 
 
 def split_inputs(splits=("train", "val")):
@@ -57,7 +54,11 @@ def pretrained_inputs(arch):
     """The local ImageNet weights of `arch` when models.pretrained is on (fetch_pretrained)."""
     if not config["models"]["pretrained"]:
         return {}
-    return {"pretrained": os.path.join(config["models"]["pretrained_dir"], f"{arch}.safetensors")}
+    return {
+        "pretrained": os.path.join(
+            config["models"]["pretrained_dir"], f"{arch}.safetensors"
+        )
+    }
 
 
 def teacher_inputs(wildcards=None):

@@ -7,11 +7,11 @@ if config["dataset"]["synthetic"]["enabled"]:
         """Write the synthetic CelebA-Spoof-format dataset (demo and tests only)."""
         output:
             labels=label_files(),
-        params:
-            root=DATASET_ROOT,
-            synthetic=config["dataset"]["synthetic"],
         log:
             "logs/synthesize_dataset.log",
+        params:
+            root=dataset_root,
+            synthetic=config["dataset"]["synthetic"],
         script:
             "../scripts/synthesize_dataset.py"
 
@@ -23,16 +23,16 @@ rule ingest:
     output:
         images="results/metadata/images.parquet",
         report="results/metadata/ingest_report.json",
-    params:
-        root=DATASET_ROOT,
-        label_files=config["dataset"]["label_files"],
-        check_files=config["dataset"]["check_files"],
-        policies=config["ingest"],
-    threads: 4
     log:
         "logs/ingest.log",
     benchmark:
         "benchmarks/ingest.tsv"
+    threads: 4
+    params:
+        root=dataset_root,
+        label_files=config["dataset"]["label_files"],
+        check_files=config["dataset"]["check_files"],
+        policies=config["ingest"],
     script:
         "../scripts/ingest.py"
 
@@ -46,11 +46,11 @@ rule split:
         val="results/splits/val.parquet",
         test="results/splits/test.parquet",
         report="results/splits/split_report.json",
+    log:
+        "logs/split.log",
     params:
         subset=config["subset"],
         split=config["split"],
-    log:
-        "logs/split.log",
     script:
         "../scripts/split.py"
 
@@ -61,15 +61,15 @@ rule face_cache:
         manifest="results/splits/{split}.parquet",
     output:
         faces="results/faces/{split}.npy",
-    params:
-        root=DATASET_ROOT,
-        faces=config["faces"],
-    wildcard_constraints:
-        split="train|val|test",
-    threads: 4
     log:
         "logs/face_cache/{split}.log",
     benchmark:
         "benchmarks/face_cache/{split}.tsv"
+    wildcard_constraints:
+        split="train|val|test",
+    threads: 4
+    params:
+        root=DATASET_ROOT,
+        faces=config["faces"],
     script:
         "../scripts/face_cache.py"

@@ -22,19 +22,19 @@ rule train_teacher:
         **teacher_inputs(),
     output:
         **model_outputs("teacher"),
-    params:
-        config=config,
-        out_dir="results/models/teacher",
+    log:
+        "logs/train/teacher.log",
+    benchmark:
+        "benchmarks/train/teacher.tsv"
     threads: 2
     resources:
         gpu=1,
         cpus_per_gpu=8,
         mem_mb=16000,
         runtime=240,
-    log:
-        "logs/train/teacher.log",
-    benchmark:
-        "benchmarks/train/teacher.tsv"
+    params:
+        config=config,
+        out_dir=model_dir,
     script:
         "../scripts/train.py"
 
@@ -45,9 +45,10 @@ rule train_student:
         unpack(student_inputs),
     output:
         **model_outputs("{scenario}"),
-    params:
-        config=config,
-        out_dir="results/models/{scenario}",
+    log:
+        "logs/train/{scenario}.log",
+    benchmark:
+        "benchmarks/train/{scenario}.tsv"
     wildcard_constraints:
         scenario="|".join(SCENARIOS),
     threads: 2
@@ -56,9 +57,8 @@ rule train_student:
         cpus_per_gpu=8,
         mem_mb=16000,
         runtime=240,
-    log:
-        "logs/train/{scenario}.log",
-    benchmark:
-        "benchmarks/train/{scenario}.tsv"
+    params:
+        config=config,
+        out_dir=model_dir,
     script:
         "../scripts/train.py"
