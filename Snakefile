@@ -22,11 +22,12 @@ include: "workflow/rules/extended.smk"
 
 
 rule all:
+    """The paper's study: splits, four students and the teacher, Tables 1-4, figures, ONNX files."""
     input:
         "results/splits/split_report.json",
-        expand("results/faces/{split}.npy", split=SPLITS),
+        table_targets(*ALL_TABLES, "table4_onnx"),
+        figure_targets(),
         onnx_targets(),
-        "results/tables/table4_onnx.csv",
 
 
 rule splits:

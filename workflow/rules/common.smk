@@ -187,15 +187,21 @@ def tune_inputs(wildcards):
     return inputs
 
 
+def training_settings(wildcards):
+    """The config sections one training run depends on (other sections do not trigger reruns).
+
+    The teacher section stays in for students: distillation rebuilds the teacher from it.
+    """
+    settings = {k: config[k] for k in ("models", "train", "teacher")}
+    name = wildcards.get("scenario", wildcards.get("name", "teacher"))
+    scenarios = config["scenarios"]
+    settings["scenarios"] = {name: scenarios[name]} if name in scenarios else {}
+    return settings
+
+
 def tune_settings(wildcards):
-    """The config sections a study depends on (other sections do not trigger reruns)."""
-    return {
-        "models": config["models"],
-        "train": config["train"],
-        "teacher": config["teacher"],
-        "scenarios": {wildcards.scenario: config["scenarios"][wildcards.scenario]},
-        "tune": config["tune"],
-    }
+    """The config sections a study depends on: its training run's plus `tune`."""
+    return {**training_settings(wildcards), "tune": config["tune"]}
 
 
 def tune_worker_outputs(wildcards):

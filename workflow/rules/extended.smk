@@ -68,7 +68,7 @@ rule train_variant:
         mem_mb=16000,
         runtime=240,
     params:
-        config=TRAINING_SETTINGS,
+        config=training_settings,
         out_dir=model_dir,
     script:
         "../scripts/train_variant.py"

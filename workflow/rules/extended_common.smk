@@ -6,8 +6,6 @@ LEAKAGE = config["leakage"]
 CROSS_ATTACK = config["cross_attack"]
 MAIN_SEED = config["train"]["seed"]
 VARIANT_PATTERN = r"replicates/seed\d+|leakage|cross_attack/without_[a-z0-9_]+"
-# What a training run reads from the config: other sections (these three included) trigger no retraining.
-TRAINING_SETTINGS = {k: config[k] for k in ("models", "train", "teacher", "scenarios")}
 
 for _key, _names in (
     ("replicates.scenarios", REPLICATES["scenarios"]),

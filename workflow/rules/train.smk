@@ -33,7 +33,7 @@ rule train_teacher:
         mem_mb=16000,
         runtime=240,
     params:
-        config=config,
+        config=training_settings,
         out_dir=model_dir,
     script:
         "../scripts/train.py"
@@ -58,7 +58,7 @@ rule train_student:
         mem_mb=16000,
         runtime=240,
     params:
-        config=config,
+        config=training_settings,
         out_dir=model_dir,
     script:
         "../scripts/train.py"
