@@ -36,6 +36,14 @@ def dataset_root(wildcards, input, output):
     return os.path.normpath(files[0][: -len(relative)] or os.curdir)
 
 
+def every_core(wildcards):
+    """All cores given with --cores, so nothing runs beside the job (1 when none are, e.g. --report)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 def model_dir(wildcards, output):
     """The folder of a model's outputs (results/models/<name>)."""
     return os.path.dirname(output.weights)

@@ -72,7 +72,7 @@ rule latency:
         "benchmarks/latency/{name}.tsv"
     wildcard_constraints:
         name=EXPORT_PATTERN,
-    threads: workflow.cores
+    threads: every_core
     params:
         model_dir=model_dir_of_weights,
         warmup=EXPORT["latency"]["warmup"],
