@@ -55,6 +55,23 @@ def test_transforms_shapes_and_normalisation():
     assert trained.shape == (3, 32, 32)
 
 
+def test_crop_scale_bounds_the_crop_area():
+    # A face whose left half is black and right half white: a crop covering the whole face
+    # keeps both halves, a small crop (8% of the area) often lands on one colour only.
+    face = np.zeros((40, 40, 3), dtype=np.uint8)
+    face[:, 20:] = 255
+
+    def spreads(scale):
+        torch.manual_seed(0)
+        transform = train_transform(16, scale)
+        return [float(transform(face).std(dim=(1, 2)).max()) for _ in range(30)]
+
+    assert min(spreads((1.0, 1.0))) > 0.5  # always both halves
+    assert min(spreads((0.08, 0.08))) < 0.1  # some crops see one colour
+    with pytest.raises(ValueError, match="train.crop_scale"):
+        train_transform(16, (0.5, 0.2))
+
+
 def test_loader_is_seeded():
     rng = np.random.default_rng(1)
     faces = rng.integers(0, 256, size=(12, 20, 20, 3), dtype=np.uint8)

@@ -157,3 +157,19 @@ def test_pretrained_missing_file_names_it(tmp_path):
 
     with pytest.raises(ConfigError, match=r"mobilenetv2_050\.safetensors.*fetch_pretrained"):
         create_model("mobilenetv2_050", pretrained=True, pretrained_dir=tmp_path)
+
+
+def test_train_config_carries_the_shared_train_settings():
+    from pathlib import Path
+
+    import yaml
+
+    from fasflow.recipes import train_config
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config/config.yaml").read_text())
+    cfg = train_config(config, "S2", seed=7)
+    assert cfg.crop_scale == (0.08, 1.0) and cfg.distill and cfg.seed == 7
+    config["train"]["crop_scale"] = [0.5, 1.0]
+    cfg = train_config(config, "teacher", overrides={"lr": 3e-3})
+    assert cfg.crop_scale == (0.5, 1.0) and cfg.lr == 3e-3 and not cfg.distill
+    assert cfg.arch == config["models"]["teacher"] and cfg.seed == config["train"]["seed"]

@@ -16,12 +16,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform(input_size: int) -> v2.Compose:
+DEFAULT_CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default, the paper's
+
+
+def train_transform(input_size: int, crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> v2.Compose:
     """RandomResizedCrop + horizontal flip + low-intensity ColorJitter + ImageNet normalisation."""
+    low, high = (float(v) for v in crop_scale)
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"train.crop_scale must satisfy 0 < min <= max <= 1, got {list(crop_scale)}")
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(input_size, antialias=True),
+            v2.RandomResizedCrop(input_size, scale=(low, high), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.02),
             v2.ToDtype(torch.float32, scale=True),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_faces
+from .data import DEFAULT_CROP_SCALE, load_faces
 from .models import create_model, load_weights
 from .train import TrainConfig, train_model
 
@@ -27,6 +27,7 @@ def train_config(config: dict, name: str, overrides: dict | None = None, seed: i
         arch=arch,
         **{k: section[k] for k in HYPER_KEYS if k in section},
         input_size=train["input_size"],
+        crop_scale=tuple(train.get("crop_scale", DEFAULT_CROP_SCALE)),
         batch_size=train["batch_size"],
         max_epochs=train["max_epochs"],
         num_workers=train["num_workers"],

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import io
-from .data import FaceDataset, build_loader, eval_transform, train_transform
+from .data import DEFAULT_CROP_SCALE, FaceDataset, build_loader, eval_transform, train_transform
 from .losses import class_weights, distillation_loss
 from .models import count_parameters, create_model, save_weights
 from .runlog import get_logger
@@ -50,6 +50,7 @@ class TrainConfig:
     alpha: float = 0.6
     temperature: float = 4.0
     input_size: int = 224
+    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE
     batch_size: int = 64
     max_epochs: int = 30
     num_workers: int = 0
@@ -161,7 +162,7 @@ def train_model(
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp_dtype == torch.float16)
 
-    train_set = FaceDataset(train_faces, train_labels, train_transform(cfg.input_size))
+    train_set = FaceDataset(train_faces, train_labels, train_transform(cfg.input_size, cfg.crop_scale))
     val_set = FaceDataset(val_faces, val_labels, eval_transform(cfg.input_size))
     val_loader = build_loader(val_set, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, pin_memory=cuda)
 
