@@ -44,9 +44,9 @@ def every_core(wildcards):
         return 1
 
 
-def model_dir(wildcards, output):
-    """The folder of a model's outputs (results/models/<name>)."""
-    return os.path.dirname(output.weights)
+def model_dir(wildcards, input, output):
+    """results/models/<name>/ of the rule's weights: the ones it writes, else the ones it reads."""
+    return os.path.dirname(getattr(output, "weights", None) or input.weights)
 
 
 def split_inputs(splits=("train", "val")):
@@ -269,8 +269,3 @@ def onnx_targets(wildcards=None):
     if int8_enabled():
         suffixes += [".int8.onnx", ".int8.json"]
     return [f"results/onnx/{name}{s}" for name in EXPORT_MODELS for s in suffixes]
-
-
-def model_dir_of_weights(wildcards, input):
-    """results/models/{name}/ of the rule's weights input (the folder load_trained reads)."""
-    return os.path.dirname(input.weights)

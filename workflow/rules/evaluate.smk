@@ -25,7 +25,7 @@ rule predict:
         mem_mb=8000,
         runtime=30,
     params:
-        model_dir=model_dir_of_weights,
+        model_dir=model_dir,
         batch_size=config["train"]["batch_size"],
         device=config["train"]["device"],
         threshold=EVAL["threshold"],

@@ -20,7 +20,7 @@ rule export_onnx:
     resources:
         mem_mb=8000,
     params:
-        model_dir=model_dir_of_weights,
+        model_dir=model_dir,
         face_margin=config["faces"]["margin"],
         face_size=config["faces"]["size"],
         opset=EXPORT["opset"],
@@ -74,7 +74,7 @@ rule latency:
         name=EXPORT_PATTERN,
     threads: every_core
     params:
-        model_dir=model_dir_of_weights,
+        model_dir=model_dir,
         warmup=EXPORT["latency"]["warmup"],
         runs=EXPORT["latency"]["runs"],
     script:

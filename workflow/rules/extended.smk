@@ -90,7 +90,7 @@ rule predict_variant:
         name=MODEL_PATTERN,
     threads: 2
     params:
-        model_dir=model_dir_of_weights,
+        model_dir=model_dir,
         batch_size=config["train"]["batch_size"],
         device=config["train"]["device"],
         threshold=EVAL["threshold"],
