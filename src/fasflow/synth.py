@@ -593,11 +593,17 @@ def _halftone(c: _Canvas, period: float, amp: float, rng: np.random.Generator) -
     return out
 
 
+def _print_halftone(c: _Canvas, f: _Face, rng: np.random.Generator) -> np.ndarray:
+    """The halftone of a print: 3-5 dots across the face, coarse and strong enough to
+    survive the demo's 48 px input and to be learnt from scratch in a few epochs."""
+    return _halftone(c, max(3.0, 2 * f.a / rng.uniform(3, 5)), rng.uniform(0.25, 0.4), rng)
+
+
 def _moire(c: _Canvas, f: _Face, amp: float, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative screen moire: curved coloured bands (face-sized) over a fine carrier."""
     ang = rng.uniform(0, np.pi)
     band = 2 * f.a / rng.uniform(1.2, 3.0)
-    carrier = max(2.2, 2 * f.a / rng.uniform(5, 7))
+    carrier = max(3.0, 2 * f.a / rng.uniform(3.5, 5))  # coarse enough for a 48 px input
     u = c.xx * math.cos(ang) + c.yy * math.sin(ang)
     v = -c.xx * math.sin(ang) + c.yy * math.cos(ang)
     bend = rng.uniform(-1.5, 1.5) / max(c.h, c.w)
@@ -686,8 +692,7 @@ def _medium_attack(
     content *= np.asarray(subj.live_setting.cast, np.float32)
 
     if spoof_type in PRINT_TYPES:
-        period = max(2.5, 2 * face.a / rng.uniform(4, 6.5))
-        content *= _halftone(c, period, rng.uniform(0.12, 0.25), rng)
+        content *= _print_halftone(c, face, rng)
         sat = rng.uniform(0.55, 0.85) if spoof_type == 3 else rng.uniform(0.75, 0.95)
         content = content * sat + content.mean(axis=2, keepdims=True) * (1 - sat)
         if spoof_type == 1:  # glossy photo paper: a soft specular band
@@ -696,7 +701,7 @@ def _medium_attack(
             content += (60 * np.exp(-(((u - rng.uniform(0.2, 0.8)) / 0.08) ** 2)))[..., None]
     else:  # screen: lifted blacks, moire, faint pixel grid
         content = content * rng.uniform(0.75, 0.9) + rng.uniform(15, 35)
-        content *= _moire(c, face, rng.uniform(0.12, 0.22), rng)
+        content *= _moire(c, face, rng.uniform(0.25, 0.35), rng)
         content *= (1.0 + 0.06 * np.cos(2 * np.pi * c.yy / 2.0))[..., None]
 
     img = _background(c, subj.spoof_setting, rng)
@@ -727,7 +732,7 @@ def _paper_mask(
     printed = img.copy()
     shifted = _Face(face.cx + dx, face.cy + dy, face.a * rng.uniform(0.95, 1.05), face.b)
     _draw_person(printed, c, subj, shifted, rng, mouth_open)
-    printed *= _halftone(c, max(2.5, 2 * face.a / rng.uniform(4, 6.5)), rng.uniform(0.1, 0.2), rng)
+    printed *= _print_halftone(c, face, rng)
     sat = rng.uniform(0.6, 0.9)
     printed = printed * sat + printed.mean(axis=2, keepdims=True) * (1 - sat)
     if spoof_type == 4:
