@@ -23,7 +23,7 @@ demo: $(STAMP)
 	@echo "demo finished: tables in results/tables/, report in results/report.html"
 
 # Beyond the paper on the demo data: seed replicates, identity leakage, leave-one-attack-type-out
-# (7 more models, about 10 minutes on 2 cores). Runs `make demo` first (a no-op when it is done).
+# (7 more models, about 14 minutes on 2 cores). Runs `make demo` first (a no-op when it is done).
 demo-extended: demo
 	$(BIN)/snakemake replicates leakage cross_attack --cores $(CORES) --configfile config/demo.yaml --printshellcmds
 	$(BIN)/snakemake all tables figures replicates leakage cross_attack --cores $(CORES) --configfile config/demo.yaml --report results/report.html
