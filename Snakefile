@@ -1,9 +1,15 @@
 # fasflow: identity-aware face anti-spoofing on CelebA-Spoof.
 # `snakemake --cores 8 --use-apptainer` runs the paper's study (config/config.yaml);
 # `make demo` runs it on synthetic data. Target rules only: the stages live in workflow/rules/.
+from snakemake.utils import min_version
+
+min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -23,8 +29,9 @@ include: "workflow/rules/extended.smk"
 
 rule all:
     """The paper's study: splits, four students and the teacher, Tables 1-4, figures, ONNX files."""
+    default_target: True
     input:
-        "results/splits/split_report.json",
+        results("splits/split_report.json"),
         table_targets(*ALL_TABLES, "table4_onnx"),
         figure_targets(),
         onnx_targets(),
@@ -33,7 +40,7 @@ rule all:
 rule splits:
     """Subject-disjoint split manifests and their report."""
     input:
-        "results/splits/split_report.json",
+        results("splits/split_report.json"),
 
 
 rule tables:
@@ -49,7 +56,7 @@ rule table1:
 
 
 rule table2:
-    """Table 2: classification metrics with bootstrap CIs and McNemar tests."""
+    """Table 2: classification metrics with bootstrap CIs and comparisons with the reference."""
     input:
         table_targets("table2_classification"),
 

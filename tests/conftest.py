@@ -10,12 +10,43 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+import copy  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 
 TINY_CONFIG = ROOT / "tests" / "configs" / "tiny.yaml"
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """`over` applied to `base` key by key, as Snakemake merges --configfile files."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def tiny_config(*overrides: dict) -> dict:
+    """config.yaml + tests/configs/tiny.yaml (+ `overrides`), validated: every default filled in."""
+    from fasflow.config import validate_config
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for over in (yaml.safe_load(TINY_CONFIG.read_text()), {"train": {"device": "cpu"}}, *overrides):
+        config = deep_merge(config, over)
+    return validate_config(config, SCHEMA)
+
+
+def tiny_data(n=24, size=24, seed=0):
+    """Faces with a learnable spoof cue (stripes) and their labels, 1 live : 2 spoof."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3 != 0
+    faces = rng.integers(0, 120, size=(n, size, size, 3), dtype=np.uint8)
+    faces[labels, ::2, :, 0] = 250
+    return faces, labels.astype(np.int64)
 
 
 class Workflow:
@@ -51,3 +82,10 @@ def new_workflow(workdir: Path, extra_configfiles=()) -> Workflow:
 def tiny_workflow(tmp_path_factory) -> Workflow:
     """One tiny workflow directory shared by the session's workflow tests (outputs are reused)."""
     return new_workflow(tmp_path_factory.mktemp("tiny_workflow"))
+
+
+def model_paths(folder: Path) -> tuple[Path, Path]:
+    """(weights, summary) of the trained model in `folder` (the files fasflow.models.load_trained reads)."""
+    from fasflow.models import MODEL_FILES
+
+    return folder / MODEL_FILES["weights"], folder / MODEL_FILES["summary"]

@@ -77,7 +77,7 @@ def write_model_dir(directory: Path, name: str, seed: int = 0, **summary_kwargs)
     directory.mkdir(parents=True, exist_ok=True)
     info = summary(name, **summary_kwargs)
     torch.manual_seed(seed)
-    model = create_model(info["arch"], dropout=info["dropout"], pretrained=False)
+    model = create_model(info["arch"], dropout=info["dropout"])
     save_weights(model, directory / "weights.safetensors")
     (directory / "summary.json").write_text(json.dumps(info))
     write_history(directory / "history.csv")
@@ -99,3 +99,18 @@ def write_split(root: Path, split: str, n: int, size: int = 20, seed: int = 0) -
     (root / "results/splits").mkdir(parents=True, exist_ok=True)
     np.save(root / f"results/faces/{split}.npy", rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8))
     manifest.write_parquet(root / f"results/splits/{split}.parquet")
+
+
+def fabricated_study(work: Path, models, config_name: str, config_text: str) -> Path:
+    """A Snakemake working directory whose training part is fabricated: untrained model folders
+    (S2 and S3 distilled), val/test face caches and manifests, and an extra config file."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "config", work / "config")
+    (work / config_name).write_text(config_text)
+    for i, name in enumerate(models):
+        write_model_dir(work / "results/models" / name, name, seed=i, distill=name in ("S2", "S3"))
+    write_split(work, "val", 12, size=24, seed=1)
+    write_split(work, "test", 18, size=24, seed=2)
+    return work

@@ -18,7 +18,7 @@ MARGIN = 0.2
 def make_model_dir(folder: Path, arch: str = "mobilenetv2_100", seed: int = 0) -> Path:
     """results/models/{name}/ as training writes it: weights.safetensors + summary.json."""
     torch.manual_seed(seed)
-    model = create_model(arch, dropout=0.2, pretrained=False).eval()
+    model = create_model(arch, dropout=0.2).eval()
     # Random BatchNorm statistics so the network is not near-constant and labels vary.
     with torch.no_grad():
         for module in model.modules():

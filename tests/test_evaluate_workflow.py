@@ -7,21 +7,20 @@ face caches and splits stand in for the training part of the workflow.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from eval_fakes import write_model_dir, write_split
+from eval_fakes import fabricated_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 EVAL_RULES = [
     "predict", "metrics", "table_configuration", "table_classification", "table_antispoofing",
     "table_apcer_per_type", "figure_confusion_matrices", "figure_comparison", "figure_apcer_per_type",
-    "figure_roc_det", "figure_training", "tables", "table1", "table2", "table3", "figures",
+    "figure_curves", "figure_training", "tables", "table1", "table2", "table3", "figures",
 ]
 MODELS = ["teacher", "S0", "S1", "S2", "S3"]
 CONFIG = """
@@ -61,13 +60,7 @@ def job_stats(text: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("evalflow")
-    shutil.copytree(ROOT / "config", work / "config")
-    (work / "eval.yaml").write_text(CONFIG.format(root=work))
-    for i, name in enumerate(MODELS):
-        write_model_dir(work / "results/models" / name, name, seed=i, distill=name in ("S2", "S3"))
-    write_split(work, "val", 12, size=24, seed=1)
-    write_split(work, "test", 18, size=24, seed=2)
-    return work
+    return fabricated_study(work, MODELS, "eval.yaml", CONFIG.format(root=work))
 
 
 @pytest.mark.workflow

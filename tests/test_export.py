@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from fasflow.errors import DataError
-from fasflow.export import check_onnx, load_trained, open_session, parity, preprocessed_batches, read_metadata
+from conftest import model_paths
+
+from fasflow.export import check_onnx, open_session, parity, preprocessed_batches, read_metadata
+from fasflow.models import load_trained
 from onnx_models import FACE_SIZE, INPUT_SIZE, MARGIN, export_tiny, make_model_dir
 
 torch.set_num_threads(1)
@@ -17,7 +20,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = make_model_dir(tmp_path_factory.mktemp("models") / "S0")
-    model, summary = load_trained(folder)
+    model, summary = load_trained(*model_paths(folder))
     path = tmp_path_factory.mktemp("onnx") / "S0.onnx"
     info = export_tiny(model, path)
     return model, path, info
@@ -69,7 +72,7 @@ def test_parity_with_pytorch_on_faces(exported):
 def test_parity_detects_a_different_model(exported, tmp_path):
     model, _, _ = exported
     other = make_model_dir(tmp_path / "other", seed=1)
-    other_model, _ = load_trained(other)
+    other_model, _ = load_trained(*model_paths(other))
     path = tmp_path / "other.onnx"
     export_tiny(other_model, path)
     faces = np.random.default_rng(1).integers(0, 256, size=(8, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
@@ -91,4 +94,4 @@ def test_load_trained_names_the_missing_key(tmp_path):
     folder = make_model_dir(tmp_path / "S1")
     (folder / "summary.json").write_text('{"arch": "mobilenetv2_100"}')
     with pytest.raises(DataError, match=r"summary\.json.*dropout"):
-        load_trained(folder)
+        load_trained(*model_paths(folder))

@@ -7,7 +7,6 @@ stand in for the training part. Then `fasflow predict` scores an image with an e
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import polars as pl
 import pytest
 import torch
 from celeba_tree import make_tree
-from eval_fakes import write_model_dir, write_split
+from eval_fakes import fabricated_study
 
 from fasflow.data import eval_transform
 from fasflow.export import open_session, softmax_spoof
@@ -53,13 +52,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("exportflow")
-    shutil.copytree(ROOT / "config", work / "config")
-    (work / "export.yaml").write_text(CONFIG.format(root=work))
-    for i, name in enumerate(MODELS + ["teacher"]):
-        write_model_dir(work / "results/models" / name, name, seed=i, distill=name in ("S2", "S3"))
-    write_split(work, "val", 12, size=24, seed=1)
-    write_split(work, "test", 18, size=24, seed=2)
-    return work
+    return fabricated_study(work, MODELS + ["teacher"], "export.yaml", CONFIG.format(root=work))
 
 
 @pytest.mark.workflow

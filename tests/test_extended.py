@@ -12,7 +12,6 @@ from fasflow.extended import (
     cross_attack_table,
     leakage_table,
     paired_t,
-    parse_variant,
     replicates_table,
     summarise_seeds,
 )
@@ -57,14 +56,6 @@ def test_random_split_shares_identities_and_subject_split_does_not():
     # Seeded: the same seed gives the same split, another seed another one.
     assert split_images(subset, FRACTIONS, seed=1)["test"].equals(random["test"])
     assert not split_images(subset, FRACTIONS, seed=2)["test"].equals(random["test"])
-
-
-def test_parse_variant():
-    assert parse_variant("replicates/seed2025") == {"kind": "replicates", "seed": 2025, "exclude": None}
-    assert parse_variant("leakage")["kind"] == "leakage"
-    assert parse_variant("cross_attack/without_phone")["exclude"] == 9
-    with pytest.raises(ConfigError, match="unknown spoof type"):
-        parse_variant("cross_attack/without_video")
 
 
 def test_replicates_statistics_by_hand():

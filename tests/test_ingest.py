@@ -8,7 +8,7 @@ from celeba_tree import LABEL_FILES, label_vector, make_tree, write_image
 
 from fasflow.errors import DataError
 from fasflow.ingest import box_in_pixels, ingest, is_safe_relative, parse_box
-from fasflow.pipeline import run_ingest
+from fasflow.steps import run_ingest
 
 
 @pytest.fixture
@@ -185,7 +185,10 @@ def test_failed_ingest_writes_nothing(tree, tmp_path):
     (root / first_path(labels)).unlink()
     out = tmp_path / "out"
     with pytest.raises(DataError):
-        run_ingest(root, LABEL_FILES, {"on_missing_image": "fail"}, True, 1, out / "images.parquet", out / "report.json")
+        run_ingest(
+            [str(root / f) for f in LABEL_FILES], out / "images.parquet", out / "report.json",
+            dataset={"root": str(root), "check_files": True}, policies={"on_missing_image": "fail"},
+        )
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -15,10 +15,11 @@ from PIL import Image
 from celeba_tree import LABEL_FILES, make_tree
 from fasflow.cli import main
 from fasflow.data import FaceDataset, eval_transform
-from fasflow.export import load_trained
+from fasflow.models import load_trained
 from fasflow.faces import build_face_cache
 from fasflow.infer import Predictor, read_box_file, read_image
 from fasflow.ingest import ingest
+from conftest import model_paths
 from onnx_models import FACE_SIZE, INPUT_SIZE, MARGIN, export_tiny, make_model_dir
 
 torch.set_num_threads(1)
@@ -26,7 +27,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    model, _ = load_trained(make_model_dir(tmp_path_factory.mktemp("models") / "S0"))
+    model, _ = load_trained(*model_paths(make_model_dir(tmp_path_factory.mktemp("models") / "S0")))
     path = tmp_path_factory.mktemp("onnx") / "S0.onnx"
     export_tiny(model, path)
     return path

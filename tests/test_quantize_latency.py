@@ -9,9 +9,11 @@ import polars as pl
 import pytest
 import torch
 
-from fasflow.export import export_trained, load_trained, open_session, read_metadata
+from fasflow.export import export_trained, open_session, read_metadata
+from fasflow.models import load_trained
 from fasflow.latency import measure, summarize, table4_rows, thread_settings, write_table4
 from fasflow.quantize import calibration_indices, quantize_trained
+from conftest import model_paths
 from onnx_models import FACE_SIZE, MARGIN, make_model_dir
 
 torch.set_num_threads(1)
@@ -34,7 +36,7 @@ def workspace(tmp_path_factory):
         root / "test.parquet"
     )
     report = export_trained(
-        "S0", model_dir, root / "onnx" / "S0.onnx", root / "onnx" / "S0.json", root / "test.npy", MARGIN, FACE_SIZE
+        "S0", *model_paths(model_dir), root / "onnx" / "S0.onnx", root / "onnx" / "S0.json", root / "test.npy", MARGIN, FACE_SIZE
     )
     int8 = quantize_trained(
         "S0",
@@ -90,7 +92,7 @@ def test_summary_statistics():
 
 def test_latency_and_table4(workspace, tmp_path):
     root, model_dir, _, _ = workspace
-    model, _ = load_trained(model_dir)
+    model, _ = load_trained(*model_paths(model_dir))
     result = measure(root / "onnx" / "S0.onnx", model, 32, [1], warmup=2, runs=5, int8_path=root / "onnx" / "S0.int8.onnx")
     res = result["results"]["1"]
     for engine in ("onnx_fp32", "onnx_int8", "torch_eager"):

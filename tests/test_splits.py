@@ -6,8 +6,8 @@ import pytest
 
 from fasflow import io
 from fasflow.errors import DataError
-from fasflow.pipeline import run_subset_and_split
 from fasflow.splits import SPLITS, check_disjoint, choose_subset, split_subjects
+from fasflow.steps import run_split
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
@@ -71,7 +71,7 @@ def test_manifests_are_byte_identical(images, tmp_path):
     digests = []
     for run in ("a", "b"):
         out = {s: tmp_path / run / f"{s}.parquet" for s in SPLITS}
-        run_subset_and_split(path, 2000, 1, FRACTIONS, 3, out, tmp_path / run / "report.json")
+        run_split(path, **out, report=tmp_path / run / "report.json", subset={"n_images": 2000, "seed": 1}, split={"fractions": FRACTIONS, "seed": 3})
         digests.append([(tmp_path / run / f"{s}.parquet").read_bytes() for s in SPLITS] + [(tmp_path / run / "report.json").read_bytes()])
     assert digests[0] == digests[1]
 

@@ -10,7 +10,7 @@ from eval_fakes import SCENARIOS, fake_predictions, same_images, summary, write_
 
 from fasflow import figures, tables
 from fasflow.errors import DataError
-from fasflow.metrics import evaluate
+from fasflow.metrics import evaluate, read_predictions
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +117,16 @@ def test_missing_metrics_file_is_named(tmp_path):
 
 def test_figures_are_written(evaluated, tmp_path):
     _, preds, metrics = evaluated
-    for kind in ("confusion_matrices", "comparison", "apcer_per_type"):
-        paths = [tmp_path / f"{kind}.png", tmp_path / f"{kind}.pdf"]
-        figures.write_figure(kind, metrics, paths)
-        assert all(p.stat().st_size > 1000 for p in paths), kind
+    loaded = tables.load_metrics(metrics)
+    for draw in (figures.confusion_matrices, figures.comparison_bars, figures.apcer_heatmap):
+        paths = [tmp_path / f"{draw.__name__}.png", tmp_path / f"{draw.__name__}.pdf"]
+        draw(loaded, paths)
+        assert all(p.stat().st_size > 1000 for p in paths), draw.__name__
         assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
-    for kind in ("roc", "det"):
-        paths = [tmp_path / f"{kind}.png", tmp_path / f"{kind}.svg"]
-        figures.write_figure(kind, preds, paths)
+    predictions = {name: read_predictions(path) for name, path in preds.items()}
+    for draw in (figures.roc_curves, figures.det_curves):
+        paths = [tmp_path / f"{draw.__name__}.png", tmp_path / f"{draw.__name__}.svg"]
+        draw(predictions, paths)
         assert b"<svg" in paths[1].read_bytes()
     write_history(tmp_path / "history.csv")
     (tmp_path / "summary.json").write_text(json.dumps(summary("S0")))

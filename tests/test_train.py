@@ -1,15 +1,18 @@
 """Training loop: loss, class weights, early stopping, checkpoints, determinism, resume."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config, tiny_data
 from safetensors.torch import load_file
 
+from fasflow.config import run_settings
 from fasflow.losses import class_weights, distillation_loss
-from fasflow.models import create_model, save_weights
-from fasflow.train import EarlyStopping, TrainConfig, binary_rates, train_model
+from fasflow.models import MODEL_FILES, create_model, save_weights
+from fasflow.train import EarlyStopping, binary_rates, train_config, train_model
 
 torch.set_num_threads(1)
 
@@ -64,36 +67,34 @@ def test_binary_rates_spoof_positive():
     assert rates["f1"] == pytest.approx(2 * 5 / (2 * 5 + 1 + 1))
 
 
-def tiny_data(n=24, size=24, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3 != 0
-    faces = rng.integers(0, 120, size=(n, size, size, 3), dtype=np.uint8)
-    faces[labels, ::2, :, 0] = 250  # spoof stripes: learnable
-    return faces, labels.astype(np.int64)
+def run_config(name="S0", **changes):
+    """The tiny study's TrainConfig of `name`, with `changes` to its fields."""
+    settings = run_settings(tiny_config({"train": {"input_size": 16, "batch_size": 8, "max_epochs": 3, "seed": 3}}), name)
+    hyper = {**settings["hyperparameters"], "patience": 5, "lr": 1e-3}
+    cfg = train_config(name, settings["arch"], settings["train"], hyper)
+    return dataclasses.replace(cfg, **changes)
 
 
-def tiny_config(**kw):
-    base = dict(name="S0", arch="mobilenetv2_100", input_size=16, batch_size=8, max_epochs=3, patience=5, seed=3, lr=1e-3)
-    base.update(kw)
-    return TrainConfig(**base)
+def outputs_in(folder):
+    return {role: folder / file for role, file in MODEL_FILES.items()}
 
 
 def run(tmp_path, cfg, **kw):
     faces, labels = tiny_data()
     vfaces, vlabels = tiny_data(12, seed=1)
-    return train_model(cfg, faces, labels, vfaces, vlabels, tmp_path, **kw)
+    return train_model(cfg, faces, labels, vfaces, vlabels, outputs_in(tmp_path), **kw)
 
 
 def test_outputs_and_determinism(tmp_path):
-    a = run(tmp_path / "a", tiny_config())
-    b = run(tmp_path / "b", tiny_config())
+    a = run(tmp_path / "a", run_config())
+    b = run(tmp_path / "b", run_config())
     wa = load_file(str(tmp_path / "a" / "weights.safetensors"))
     wb = load_file(str(tmp_path / "b" / "weights.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert (tmp_path / "a" / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss,val_loss,val_f1")
     assert a["best_epoch"] == b["best_epoch"] and 1 <= a["best_epoch"] <= 3
     assert not (tmp_path / "a" / "resume").exists()
-    c = run(tmp_path / "c", tiny_config(seed=4))
+    c = run(tmp_path / "c", run_config(seed=4))
     wc = load_file(str(tmp_path / "c" / "weights.safetensors"))
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
@@ -103,7 +104,7 @@ class Killed(Exception):
 
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
-    cfg = tiny_config(max_epochs=3, optimizer="adamw")
+    cfg = run_config(max_epochs=3, optimizer="adamw")
     run(tmp_path / "full", cfg)
 
     def kill_after_two(epoch, row):
@@ -127,7 +128,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 def test_distillation_with_frozen_teacher(tmp_path):
     teacher = create_model("mobilenetv2_050", dropout=0.0)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    summary = run(tmp_path, tiny_config(name="S2", distill=True, alpha=0.6, temperature=4.0, max_epochs=1), teacher=teacher)
+    summary = run(tmp_path, run_config(name="S2", distill=True, alpha=0.6, temperature=4.0, max_epochs=1), teacher=teacher)
     assert summary["hyperparameters"]["alpha"] == 0.6
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert not teacher.training
@@ -135,7 +136,7 @@ def test_distillation_with_frozen_teacher(tmp_path):
 
 def test_distillation_without_teacher_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="needs a teacher"):
-        run(tmp_path, tiny_config(distill=True, max_epochs=1))
+        run(tmp_path, run_config(distill=True, max_epochs=1))
 
 
 def test_student_has_paper_parameter_count():
@@ -146,7 +147,7 @@ def test_student_has_paper_parameter_count():
 def test_pretrained_weights_loaded_from_local_file(tmp_path):
     source = create_model("mobilenetv2_050", dropout=0.0, num_classes=1000)
     save_weights(source, tmp_path / "mobilenetv2_050.safetensors")
-    model = create_model("mobilenetv2_050", dropout=0.1, pretrained=True, pretrained_dir=tmp_path)
+    model = create_model("mobilenetv2_050", dropout=0.1, pretrained=tmp_path / "mobilenetv2_050.safetensors")
     own, ref = model.state_dict(), source.state_dict()
     assert torch.equal(own["conv_stem.weight"], ref["conv_stem.weight"])
     assert own["classifier.weight"].shape == (2, ref["classifier.weight"].shape[1])
@@ -156,20 +157,38 @@ def test_pretrained_missing_file_names_it(tmp_path):
     from fasflow.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"mobilenetv2_050\.safetensors.*fetch_pretrained"):
-        create_model("mobilenetv2_050", pretrained=True, pretrained_dir=tmp_path)
+        create_model("mobilenetv2_050", 0.0, pretrained=tmp_path / "mobilenetv2_050.safetensors")
 
 
 def test_train_config_carries_the_shared_train_settings():
-    from pathlib import Path
-
-    import yaml
-
-    from fasflow.recipes import train_config
-
-    config = yaml.safe_load((Path(__file__).parents[1] / "config/config.yaml").read_text())
-    cfg = train_config(config, "S2", seed=7)
-    assert cfg.crop_scale == (0.08, 1.0) and cfg.distill and cfg.seed == 7
-    config["train"]["crop_scale"] = [0.5, 1.0]
-    cfg = train_config(config, "teacher", overrides={"lr": 3e-3})
-    assert cfg.crop_scale == (0.5, 1.0) and cfg.lr == 3e-3 and not cfg.distill
+    config = tiny_config({"train": {"crop_scale": [0.5, 1.0]}})
+    s2 = run_settings(config, "S2")
+    cfg = train_config("S2", s2["arch"], s2["train"], s2["hyperparameters"], seed=7)
+    assert cfg.crop_scale == (0.5, 1.0) and cfg.distill and cfg.seed == 7 and cfg.alpha == 0.6
+    teacher = run_settings(config, "teacher")
+    cfg = train_config("teacher", teacher["arch"], teacher["train"], teacher["hyperparameters"], overrides={"lr": 3e-3})
+    assert cfg.lr == 3e-3 and not cfg.distill and cfg.alpha is None and cfg.pretrained is None
     assert cfg.arch == config["models"]["teacher"] and cfg.seed == config["train"]["seed"]
+
+
+def test_resumed_run_carries_the_interrupted_log_over(tmp_path):
+    from fasflow.runlog import setup_logging
+
+    log = tmp_path / "train.log"
+    setup_logging(log)
+    cfg = run_config(max_epochs=2)
+
+    def kill_after_one(epoch, row):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "m", cfg, on_epoch=kill_after_one)
+    first = log.read_text()
+    assert "epoch 1/2" in first
+    log.unlink()  # Snakemake deletes a job's log before it runs the job again
+    setup_logging(log)
+    run(tmp_path / "m", cfg)
+    resumed = log.read_text()
+    assert "log of the interrupted run" in resumed and "epoch 1/2" in resumed and "epoch 2/2" in resumed
+    setup_logging(None)

@@ -6,7 +6,6 @@ objective; test_tune_workflow.py runs the real objective through Snakemake.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -16,13 +15,14 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 import torch
 import yaml
+from conftest import tiny_config, tiny_data
 
-from fasflow import tune
+from fasflow import tune, tune_journal
+from fasflow.config import study_settings
 from fasflow.errors import ConfigError
 
 torch.set_num_threads(1)
@@ -30,27 +30,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def tiny_config(**tune_overrides) -> dict:
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config = deep_merge(config, yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text()))
-    config["train"].update(device="cpu", max_epochs=2, num_workers=0)
-    config["tune"].update(tune_overrides)
-    return config
-
-
-def tiny_data(n=24, size=24, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3 != 0
-    faces = rng.integers(0, 120, size=(n, size, size, 3), dtype=np.uint8)
-    faces[labels, ::2, :, 0] = 250  # spoof stripes: learnable
-    return faces, labels.astype(np.int64)
+def settings_of(scenario="S1", **tune_overrides) -> dict:
+    """The tiny study's settings of `scenario` (2 epochs) with `tune_overrides`."""
+    return study_settings(tiny_config({"train": {"max_epochs": 2}, "tune": tune_overrides}), scenario)
 
 
 S1_PARAMS = {"lr": 1e-3, "weight_decay": 1e-4, "dropout": 0.1, "optimizer": "adamw"}
@@ -60,48 +42,47 @@ S1_PARAMS = {"lr": 1e-3, "weight_decay": 1e-4, "dropout": 0.1, "optimizer": "ada
 
 
 def test_objective_with_fixed_trial_trains_and_returns_val_f1():
-    config = tiny_config()
     trial = optuna.trial.FixedTrial(S1_PARAMS)
-    value = tune.objective(trial, config, "S1", tiny_data(), tiny_data(12, seed=1))
+    value = tune.objective(trial, settings_of(), "S1", tiny_data(), tiny_data(12, seed=1))
     assert 0.0 <= value <= 1.0
     assert 1 <= trial.user_attrs["epochs"] <= 2
     assert 1 <= trial.user_attrs["best_epoch"] <= trial.user_attrs["epochs"]
 
 
 def test_objective_uses_trial_patience_no_checkpoints_and_the_params():
-    config = tiny_config(patience=2, max_epochs=1)
-    config["scenarios"]["S3"]["patience"] = 5
+    settings = settings_of("S3", patience=2, max_epochs=1)
+    assert settings["hyperparameters"]["patience"] == 5
     seen = {}
 
-    def fake_train(cfg, *arrays, out_dir, teacher, on_epoch, checkpoint):
-        seen.update(cfg=cfg, out_dir=out_dir, checkpoint=checkpoint, teacher=teacher, n=len(arrays))
+    def fake_train(cfg, *arrays, outputs, teacher, on_epoch, checkpoint):
+        seen.update(cfg=cfg, outputs=outputs, checkpoint=checkpoint, teacher=teacher, n=len(arrays))
         on_epoch(1, {"val_f1": 0.7})
         return {"epochs_run": 1, "best_epoch": 1, "val_metrics": {"f1": 0.7}}
 
     params = {**S1_PARAMS, "optimizer": "sgd", "alpha": 0.3, "temperature": 2.5}
-    value = tune.objective(optuna.trial.FixedTrial(params), config, "S3", tiny_data(), tiny_data(), teacher="T", train_fn=fake_train)
+    value = tune.objective(optuna.trial.FixedTrial(params), settings, "S3", tiny_data(), tiny_data(), teacher="T", train_fn=fake_train)
     cfg = seen["cfg"]
     assert value == 0.7
     assert (cfg.patience, cfg.max_epochs, cfg.distill) == (2, 1, True)  # trial patience, capped epochs
     assert (cfg.lr, cfg.weight_decay, cfg.dropout, cfg.optimizer, cfg.alpha, cfg.temperature) == (1e-3, 1e-4, 0.1, "sgd", 0.3, 2.5)
-    assert seen["out_dir"] is None and seen["checkpoint"] is False and seen["teacher"] == "T" and seen["n"] == 4
+    assert seen["outputs"] is None and seen["checkpoint"] is False and seen["teacher"] == "T" and seen["n"] == 4
 
 
 def test_search_space_follows_the_scenario():
-    config = tiny_config()
-    assert tune.tuned_param_names(config, "S1") == ("lr", "weight_decay", "dropout", "optimizer")
-    assert tune.tuned_param_names(config, "S3")[-2:] == ("alpha", "temperature")
+    s1, s3 = settings_of("S1"), settings_of("S3")
+    assert tune.tuned_param_names(s1) == ("lr", "weight_decay", "dropout", "optimizer")
+    assert tune.tuned_param_names(s3)[-2:] == ("alpha", "temperature")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    params = tune.suggest_params(trial, config["tune"]["search_space"], tune.tuned_param_names(config, "S3"))
-    space = config["tune"]["search_space"]
+    space = s3["tune"]["search_space"]
+    params = tune.suggest_params(trial, space, tune.tuned_param_names(s3))
     for name in ("lr", "weight_decay", "dropout", "alpha", "temperature"):
         assert space[name]["low"] <= params[name] <= space[name]["high"]
     assert params["optimizer"] in space["optimizer"]
     assert trial.distributions["lr"].log and not trial.distributions["dropout"].log
     # A FixedTrial without the distillation parameters cannot run S3.
     with pytest.raises(ValueError):
-        tune.suggest_params(optuna.trial.FixedTrial(S1_PARAMS), space, tune.tuned_param_names(config, "S3"))
+        tune.suggest_params(optuna.trial.FixedTrial(S1_PARAMS), space, tune.tuned_param_names(s3))
 
 
 def test_paper_ranges_contain_the_paper_optima():
@@ -113,7 +94,6 @@ def test_paper_ranges_contain_the_paper_optima():
 
 
 def test_pruned_trial_raises_trial_pruned():
-    config = tiny_config()
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=0))
     trial = study.ask()
     epochs = []
@@ -125,89 +105,95 @@ def test_pruned_trial_raises_trial_pruned():
         return {"epochs_run": 3, "best_epoch": 1, "val_metrics": {"f1": 0.5}}
 
     with pytest.raises(optuna.TrialPruned):
-        tune.objective(trial, config, "S1", tiny_data(), tiny_data(), train_fn=fake_train)
+        tune.objective(trial, settings_of(), "S1", tiny_data(), tiny_data(), train_fn=fake_train)
     assert epochs == [1] and trial.user_attrs["epochs"] == 1
 
 
 def test_sampler_and_pruner_are_explicit():
-    config = tiny_config()
-    sampler = tune.make_sampler(config["tune"], seed=5)
+    settings = settings_of()
+    sampler = tune.make_sampler(settings["tune"], seed=5)
     assert sampler._multivariate is True and sampler._constant_liar is True
-    assert sampler._n_startup_trials == config["tune"]["sampler"]["n_startup_trials"]
-    pruner = tune.make_pruner(config["tune"])
+    assert sampler._n_startup_trials == settings["tune"]["sampler"]["n_startup_trials"]
+    pruner = tune.make_pruner(settings["tune"])
     assert isinstance(pruner, optuna.pruners.MedianPruner)
-    assert pruner._n_warmup_steps == config["tune"]["pruner"]["n_warmup_steps"]
+    assert pruner._n_warmup_steps == settings["tune"]["pruner"]["n_warmup_steps"]
 
 
 # ---------------------------------------------------------------- journal, workers, stale trials
 
 
-def fake_objective(value_of=lambda number: 0.5 + 0.01 * number, sleep=0.0):
-    def objective(trial, config, scenario, train, val, teacher):
-        tune.suggest_params(trial, config["tune"]["search_space"], tune.tuned_param_names(config, scenario))
+def fake_objective(settings, value_of=lambda number: 0.5 + 0.01 * number, sleep=0.0):
+    """An objective that samples the study's parameters but trains nothing."""
+
+    def objective(trial):
+        tune.suggest_params(trial, settings["tune"]["search_space"], tune.tuned_param_names(settings))
         time.sleep(sleep)
         return value_of(trial.number)
 
     return objective
 
 
-def journal_trials(config, journal):
-    study = tune.open_study(config, "S1", tune.journal_storage(journal))
-    return study.get_trials(deepcopy=False)
+def journal_trials(settings, journal):
+    return tune.open_study(settings, "S1", journal).get_trials(deepcopy=False)
 
 
 def finished_numbers(trials):
     return sorted(t.number for t in trials if t.state in tune.FINISHED)
 
 
+def run_worker(settings, journal, worker=0, objective=None, **kw):
+    return tune_journal.run_worker(settings, "S1", worker, journal, objective or fake_objective(settings), **kw)
+
+
 def test_worker_runs_exactly_n_trials_and_rerun_adds_none(tmp_path):
-    config = tiny_config(n_trials=3)
+    settings = settings_of(n_trials=3)
     journal = tmp_path / "journal.log"
-    first = tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
+    first = run_worker(settings, journal)
     assert [t["number"] for t in first["trials"]] == [0, 1, 2]
-    again = tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
+    again = run_worker(settings, journal)
     assert again["trials"] == []
-    assert finished_numbers(journal_trials(config, journal)) == [0, 1, 2]
+    assert finished_numbers(journal_trials(settings, journal)) == [0, 1, 2]
     # More trials asked for later: the same study continues.
-    config["tune"]["n_trials"] = 4
-    more = tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
+    settings["tune"]["n_trials"] = 4
+    more = run_worker(settings, journal)
     assert [t["number"] for t in more["trials"]] == [3]
 
 
 def test_failing_objective_does_not_count_and_is_replaced(tmp_path):
-    config = tiny_config(n_trials=2)
+    settings = settings_of(n_trials=2)
     journal = tmp_path / "journal.log"
 
-    def broken(trial, *args):
+    def broken(trial):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=broken)
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
-    trials = journal_trials(config, journal)
+        run_worker(settings, journal, objective=broken)
+    run_worker(settings, journal)
+    trials = journal_trials(settings, journal)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].user_attrs["fail_reason"] == "RuntimeError: boom"
 
 
 def test_changed_inputs_are_flagged(tmp_path):
-    config = tiny_config(n_trials=2)
+    settings = settings_of(n_trials=2)
     journal, manifest = tmp_path / "journal.log", tmp_path / "train.parquet"
     manifest.write_bytes(b"v1")
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective(), input_files={"train_manifest": str(manifest)})
-    study = tune.load_study(config, "S1", journal)
-    assert len(tune.best_params(study, config, "S1")["input_fingerprints"]) == 1
-    config["tune"]["n_trials"] = 3
+    run_worker(settings, journal, input_files={"train_manifest": str(manifest)})
+    study = tune.load_study(settings, "S1", journal)
+    assert len(tune.best_params(study, settings, "S1")["input_fingerprints"]) == 1
+    settings["tune"]["n_trials"] = 3
     manifest.write_bytes(b"v2")
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective(), input_files={"train_manifest": str(manifest)})
-    assert len(tune.best_params(tune.load_study(config, "S1", journal), config, "S1")["input_fingerprints"]) == 2
+    run_worker(settings, journal, input_files={"train_manifest": str(manifest)})
+    assert len(tune.best_params(tune.load_study(settings, "S1", journal), settings, "S1")["input_fingerprints"]) == 2
 
 
 def test_changed_settings_refuse_the_old_journal(tmp_path):
-    config = tiny_config(n_trials=1)
+    settings = settings_of(n_trials=1)
     journal = tmp_path / "journal.log"
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
-    config["tune"]["search_space"]["lr"] = {"low": 1e-4, "high": 1e-2, "log": True}
+    run_worker(settings, journal)
+    settings["tune"]["search_space"]["lr"] = {"low": 1e-4, "high": 1e-2, "log": True}
     with pytest.raises(ConfigError, match="search_space"):
-        tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
+        run_worker(settings, journal)
 
 
 def test_stale_by_heartbeat_for_other_hosts():
@@ -215,8 +201,8 @@ def test_stale_by_heartbeat_for_other_hosts():
     trial = study.ask()
     for key, value in {"host": "another-node", "pid": 1, "pid_started": 0.0, "heartbeat": 1000.0}.items():
         trial.set_user_attr(key, value)
-    assert tune.stale_trials(study, grace_period=600, now=1000.0 + 599) == []
-    assert [t.number for t in tune.stale_trials(study, grace_period=600, now=1000.0 + 601)] == [0]
+    assert tune_journal.stale_trials(study, grace_period=600, now=1000.0 + 599) == []
+    assert [t.number for t in tune_journal.stale_trials(study, grace_period=600, now=1000.0 + 601)] == [0]
 
 
 CHILD = textwrap.dedent(
@@ -224,36 +210,36 @@ CHILD = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     sys.path.insert(0, {src!r})
-    from fasflow import tune  # light: torch is not imported by a fake objective
+    from fasflow import tune, tune_journal  # light: torch is not imported by a fake objective
+    settings = json.loads(Path({settings!r}).read_text())
     def fake_objective(sleep=0.0):
-        def objective(trial, config, scenario, train, val, teacher):
-            tune.suggest_params(trial, config["tune"]["search_space"], tune.tuned_param_names(config, scenario))
+        def objective(trial):
+            tune.suggest_params(trial, settings["tune"]["search_space"], tune.tuned_param_names(settings))
             time.sleep(sleep)
             return 0.5 + 0.01 * trial.number
         return objective
-    config = json.loads(Path({config!r}).read_text())
     go, mode, worker = Path({go!r}), {mode!r}, {worker}
     while not go.exists():
         time.sleep(0.05)
     if mode == "hang":  # trial 0 completes, trial 1 hangs until the test kills us
         objective = fake_objective(sleep=0.0)
-        def hang(trial, *args):
+        def hang(trial):
             if trial.number >= 1:
                 Path({go!r} + ".hanging").write_text(str(trial.number))
                 time.sleep(600)
-            return objective(trial, *args)
-        result = tune.run_worker(config, "S1", worker, {journal!r}, None, None, objective_fn=hang)
+            return objective(trial)
+        result = tune_journal.run_worker(settings, "S1", worker, {journal!r}, hang)
     else:
-        result = tune.run_worker(config, "S1", worker, {journal!r}, None, None, objective_fn=fake_objective(sleep=0.4))
+        result = tune_journal.run_worker(settings, "S1", worker, {journal!r}, fake_objective(sleep=0.4))
     print("RESULT", json.dumps(result))
     """
 )
 
 
-def start_worker(tmp_path, config, journal, worker, mode, go):
-    (tmp_path / "config.json").write_text(json.dumps(config))
+def start_worker(tmp_path, settings, journal, worker, mode, go):
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
     code = CHILD.format(
-        src=str(ROOT / "src"), config=str(tmp_path / "config.json"),
+        src=str(ROOT / "src"), settings=str(tmp_path / "settings.json"),
         go=str(go), mode=mode, worker=worker, journal=str(journal),
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -270,47 +256,48 @@ def wait_for(path: Path, proc, timeout=120):
 
 
 def test_resume_after_kill_fails_only_the_dead_trial(tmp_path):
-    config = tiny_config(n_trials=3)
+    settings = settings_of(n_trials=3)
     journal, go = tmp_path / "journal.log", tmp_path / "go"
     go.touch()
-    proc = start_worker(tmp_path, config, journal, 0, "hang", go)
+    proc = start_worker(tmp_path, settings, journal, 0, "hang", go)
     try:
         wait_for(Path(str(go) + ".hanging"), proc)
-        trials = journal_trials(config, journal)
+        trials = journal_trials(settings, journal)
         assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
         # The running trial belongs to a live process: it is not stale, and a second worker
         # leaves it alone and claims only what is left (1 complete + 1 running of 3 -> one more).
-        assert tune.stale_trials(tune.open_study(config, "S1", tune.journal_storage(journal)), grace_period=600) == []
-        sibling = tune.run_worker(config, "S1", 1, journal, None, None, objective_fn=fake_objective())
+        assert tune_journal.stale_trials(tune.open_study(settings, "S1", journal), grace_period=600) == []
+        sibling = run_worker(settings, journal, worker=1)
         assert [t["number"] for t in sibling["trials"]] == [2]
-        assert journal_trials(config, journal)[1].state.name == "RUNNING"
+        assert journal_trials(settings, journal)[1].state.name == "RUNNING"
     finally:
         proc.send_signal(signal.SIGKILL)  # the "kill": no cleanup runs in the worker
         proc.wait()
-    resumed = tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
-    trials = journal_trials(config, journal)
+    resumed = run_worker(settings, journal)
+    trials = journal_trials(settings, journal)
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].system_attrs["fail_reason"] == tune_journal.STALE_REASON  # the diagnostic is kept
     assert [t["number"] for t in resumed["trials"]] == [3]
     assert finished_numbers(trials) == [0, 2, 3]  # exactly n_trials, each counted once
     assert len({t.number for t in trials}) == len(trials)
 
 
 def test_sigterm_marks_the_running_trial_failed(tmp_path):
-    config = tiny_config(n_trials=3)
+    settings = settings_of(n_trials=3)
     journal, go = tmp_path / "journal.log", tmp_path / "go"
     go.touch()
-    proc = start_worker(tmp_path, config, journal, 0, "hang", go)
+    proc = start_worker(tmp_path, settings, journal, 0, "hang", go)
     wait_for(Path(str(go) + ".hanging"), proc)
     proc.send_signal(signal.SIGTERM)  # scancel / Snakemake shutting down
     proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert [t.state.name for t in journal_trials(config, journal)] == ["COMPLETE", "FAIL"]
+    assert [t.state.name for t in journal_trials(settings, journal)] == ["COMPLETE", "FAIL"]
 
 
 def test_two_parallel_workers_finish_exactly_n_trials(tmp_path):
-    config = tiny_config(n_trials=5, workers=2)
+    settings = settings_of(n_trials=5, workers=2)
     journal, go = tmp_path / "journal.log", tmp_path / "go"
-    procs = [start_worker(tmp_path, config, journal, w, "run", go) for w in (0, 1)]
+    procs = [start_worker(tmp_path, settings, journal, w, "run", go) for w in (0, 1)]
     time.sleep(0.5)
     go.touch()  # both start together
     results = []
@@ -321,19 +308,19 @@ def test_two_parallel_workers_finish_exactly_n_trials(tmp_path):
     ran = [t["number"] for r in results for t in r["trials"]]
     assert sorted(ran) == [0, 1, 2, 3, 4]  # no trial twice, none missing
     assert all(r["trials"] for r in results)  # both workers did work
-    trials = journal_trials(config, journal)
+    trials = journal_trials(settings, journal)
     assert finished_numbers(trials) == [0, 1, 2, 3, 4] and len(trials) == 5
     seeds = {t.user_attrs["sampler_seed"] for t in trials}
     assert len(seeds) == 5
 
 
 def test_summary_outputs(tmp_path):
-    config = tiny_config(n_trials=3)
+    settings = settings_of(n_trials=3)
     journal = tmp_path / "journal.log"
     values = {0: 0.6, 1: 0.9, 2: 0.7}
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective(value_of=values.get))
+    run_worker(settings, journal, objective=fake_objective(settings, value_of=values.get))
     out = {k: tmp_path / f for k, f in {"best_params": "best_params.json", "trials": "trials.parquet", "history": "history.png", "importance": "importance.png"}.items()}
-    best = tune.summarize(config, "S1", journal, out)
+    best = tune.summarize(settings, "S1", journal, out)
     saved = json.loads(out["best_params"].read_text())
     assert saved["trial"] == 1 and saved["value"] == 0.9 and saved["n_trials"] == 3
     assert set(saved["params"]) == {"lr", "weight_decay", "dropout", "optimizer"}
@@ -348,21 +335,21 @@ def test_summary_outputs(tmp_path):
 
 
 def test_importance_placeholder_with_one_complete_trial(tmp_path):
-    config = tiny_config(n_trials=1)
+    settings = settings_of(n_trials=1)
     journal = tmp_path / "journal.log"
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
-    study = tune.load_study(config, "S1", journal)
+    run_worker(settings, journal)
+    study = tune.load_study(settings, "S1", journal)
     tune.plot_importance(study, tmp_path / "importance.png", seed=0)
     assert (tmp_path / "importance.png").stat().st_size > 0
 
 
 def test_summary_refuses_an_unfinished_study(tmp_path):
-    config = tiny_config(n_trials=2)
+    settings = settings_of(n_trials=2)
     journal = tmp_path / "journal.log"
-    tune.run_worker(config, "S1", 0, journal, None, None, objective_fn=fake_objective())
-    config["tune"]["n_trials"] = 3
+    run_worker(settings, journal)
+    settings["tune"]["n_trials"] = 3
     with pytest.raises(Exception, match="2 finished trials, expected tune.n_trials = 3"):
-        tune.summarize(config, "S1", journal, {k: tmp_path / k for k in ("best_params", "trials", "history", "importance")})
+        tune.summarize(settings, "S1", journal, {k: tmp_path / k for k in ("best_params", "trials", "history", "importance")})
     assert not (tmp_path / "best_params").exists()
 
 

@@ -19,3 +19,5 @@ SPOOF_TYPES = {
     9: "phone",
     10: "3d_mask",
 }
+# name -> code of the spoof types (the names config keys and tables use).
+SPOOF_TYPE_CODES = {name: code for code, name in SPOOF_TYPES.items() if code != 0}

@@ -1,12 +1,71 @@
-"""Configuration checks that a JSON schema cannot express."""
+"""The workflow configuration: schema validation with defaults, and checks a schema cannot express.
+
+The schema (workflow/schemas/config.schema.yaml) is the one source of every default: validation
+fills them in, so code reads config["section"]["key"] and never guesses a default itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from .errors import ConfigError
 
 FRACTION_TOLERANCE = 1e-6
+_MAX_VALUE_CHARS = 120
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Validate `config` in place against the schema and fill in its defaults.
+
+    A violation raises ConfigError naming the key (`train.batch_size`) and the offending value,
+    in one line, instead of jsonschema's dump of the whole configuration.
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    base = Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop:
+                    instance.setdefault(name, _copy(prop["default"]))
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    filling = validators.extend(base, {"properties": set_defaults})
+    error = next(iter(sorted(filling(schema).iter_errors(config), key=_error_order)), None)
+    if error is not None:
+        raise ConfigError(describe_schema_error(error))
+    return config
+
+
+def _copy(value):
+    # Defaults are shared schema objects: each config gets its own copy.
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def _error_order(error) -> tuple:
+    # Report the deepest, most specific problem first (the one a user can act on).
+    return (-len(error.absolute_path), str(error.message))
+
+
+def describe_schema_error(error) -> str:
+    """`key: message (got value)` for one jsonschema ValidationError."""
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        return f"config key {key}: {error.message}"
+    value = repr(error.instance)
+    if len(value) > _MAX_VALUE_CHARS:
+        value = value[:_MAX_VALUE_CHARS] + "..."
+    message = error.message
+    if len(message) > _MAX_VALUE_CHARS * 2:  # messages quote the instance: keep them short
+        message = f"fails the schema's '{error.validator}' rule"
+    return f"config key {key}: {message} (got {value})"
 
 
 def check_config(config: dict) -> None:
@@ -23,23 +82,42 @@ def check_config(config: dict) -> None:
             f"faces.size ({config['faces']['size']}) must be at least train.input_size "
             f"({config['train']['input_size']})"
         )
-    check_tune(config)
+    scenarios = list(config["scenarios"])
+    for key, names in (
+        ("evaluate.reference", [config["evaluate"]["reference"]]),
+        ("replicates.scenarios", config["replicates"]["scenarios"]),
+        ("replicates.reference", [config["replicates"]["reference"]]),
+        ("leakage.scenarios", config["leakage"]["scenarios"]),
+    ):
+        for name in names:
+            if name not in scenarios:
+                raise ConfigError(f"{key}: {name!r} is not a scenario (have {scenarios})")
+    if config["replicates"]["reference"] not in config["replicates"]["scenarios"]:
+        raise ConfigError(
+            f"replicates.reference: {config['replicates']['reference']!r} is not in replicates.scenarios"
+        )
+    check_tune(config["tune"])
 
 
-def check_tune(config: dict) -> None:
+def check_tune(tune: dict) -> None:
     """Search ranges must be usable by Optuna (low < high, log ranges positive)."""
-    tune = config.get("tune")
-    if not tune:
-        return
     for name, space in tune["search_space"].items():
         if name == "optimizer":
             continue
         if not space["low"] < space["high"]:
             raise ConfigError(f"tune.search_space.{name}: low ({space['low']}) must be below high ({space['high']})")
-        if space.get("log") and space["low"] <= 0:
+        if space["log"] and space["low"] <= 0:
             raise ConfigError(f"tune.search_space.{name}: a log range needs low > 0 (got {space['low']})")
     if tune["workers"] > tune["n_trials"]:
         raise ConfigError(f"tune.workers ({tune['workers']}) is more than tune.n_trials ({tune['n_trials']}): extra workers would idle")
+
+
+def check_architectures(config: dict, known: list[str] | None = None) -> None:
+    """models.student and models.teacher must be timm architectures (nearest names in the error)."""
+    from .models import check_architecture
+
+    for key in ("student", "teacher"):
+        check_architecture(config["models"][key], f"models.{key}", known)
 
 
 def check_dataset_root(config: dict) -> None:
@@ -55,3 +133,28 @@ def check_dataset_root(config: dict) -> None:
             f"(edit config/config.yaml or add --configfile my_site.yaml), or run the built-in synthetic "
             f"demo instead: make demo"
         )
+
+
+# ---------------------------------------------------------------------------
+# what one run depends on (the workflow passes exactly this to its jobs, so editing another
+# section of the config does not retrain anything)
+
+
+def run_settings(config: dict, name: str) -> dict:
+    """Settings of the training run `name` ('teacher' or a scenario).
+
+    {"arch": timm name, "train": config["train"], "hyperparameters": the run's section}; the
+    teacher's hyperparameters say distill: false (it is never distilled or tuned).
+    """
+    if name == "teacher":
+        return {
+            "arch": config["models"]["teacher"],
+            "train": config["train"],
+            "hyperparameters": {**config["teacher"], "distill": False, "tune": False},
+        }
+    return {"arch": config["models"]["student"], "train": config["train"], "hyperparameters": config["scenarios"][name]}
+
+
+def study_settings(config: dict, scenario: str) -> dict:
+    """Settings of the Optuna study of `scenario`: its run's settings plus config["tune"]."""
+    return {**run_settings(config, scenario), "tune": config["tune"]}

@@ -19,8 +19,8 @@ import torch
 from . import __version__
 from .data import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from .errors import DataError
-from .io import atomic_path, read_json
-from .models import count_parameters, create_model, load_weights
+from .io import atomic_path
+from .models import count_parameters, load_trained
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +30,6 @@ CLASS_NAMES = ("live", "spoof")  # logit order: index 1 is the positive (spoof) 
 META_PREFIX = "fasflow."
 # Keys `fasflow predict` needs; written at export, checked when a model is opened.
 REQUIRED_METADATA = ("input_size", "face_margin", "face_size")
-
-
-def load_trained(model_dir: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained model from results/models/{name}/ (summary.json + weights.safetensors)."""
-    model_dir = Path(model_dir)
-    summary_path = model_dir / "summary.json"
-    weights_path = model_dir / "weights.safetensors"
-    try:
-        summary = read_json(summary_path)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {summary_path}: {exc}") from exc
-    missing = [k for k in ("arch", "dropout", "input_size") if k not in summary]
-    if missing:
-        raise DataError(f"{summary_path} lacks the keys {missing}")
-    model = create_model(summary["arch"], dropout=float(summary["dropout"]), pretrained=False)
-    try:
-        load_weights(model, weights_path)
-    except (OSError, RuntimeError) as exc:
-        raise DataError(f"{weights_path} does not hold {summary['arch']!r} weights: {exc}") from exc
-    return model.eval(), summary
 
 
 def export_onnx(
@@ -258,7 +238,8 @@ def _meta_value(value) -> str:
 
 def export_trained(
     name: str,
-    model_dir: str | Path,
+    weights: str | Path,
+    summary_path: str | Path,
     onnx_path: str | Path,
     report_path: str | Path,
     faces_path: str | Path,
@@ -269,14 +250,14 @@ def export_trained(
     atol: float = 1e-4,
     rtol: float = 1e-4,
 ) -> dict:
-    """results/models/{name}/ -> results/onnx/{name}.onnx + a JSON report with the parity check.
+    """A trained model (weights + summary.json) -> `onnx_path` + a JSON report with the parity check.
 
     Parity runs on every face of `faces_path` (the test face cache). A model that fails it
     is not delivered: the ONNX file is removed and DataError raised.
     """
     from .io import write_json
 
-    model, summary = load_trained(model_dir)
+    model, summary = load_trained(weights, summary_path)
     input_size = int(summary["input_size"])
     faces = np.load(faces_path, mmap_mode="r", allow_pickle=False)
     if faces.ndim != 4 or faces.shape[1:] != (face_size, face_size, 3):
@@ -303,7 +284,7 @@ def export_trained(
         "name": name,
         "arch": summary["arch"],
         "input_size": input_size,
-        "model_dir": str(model_dir),
+        "weights": str(weights),
         "onnx": info,
         "metadata": metadata,
         "parity": {**result, "faces": str(faces_path)},

@@ -7,111 +7,30 @@ A *variant* is a family of extra training runs with its own folder under results
 - ``cross_attack/without_{type}``: S0 trained without one spoof type (train and val).
 
 Each variant holds ``models/{name}/``, ``predictions/{name}.parquet`` (+ ``val/``) and
-``metrics/{name}.json`` in the layout of the main study, so prediction and metrics reuse the
-main code. The tables here only combine those files; every metric comes from fasflow.metrics.
+``metrics/{name}.json`` in the layout of the main study: the workflow trains, predicts and
+measures them with the main rules (fasflow.steps). The tables here only combine those files;
+every metric comes from fasflow.metrics.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
-from . import SPOOF_TYPES, io
+from . import SPOOF_TYPE_CODES, io
 from .errors import ConfigError, DataError
-from .metrics import bootstrap_samples, evaluate, percentile_interval, read_predictions, type_name
-from .splits import SPLITS, identity_overlap, split_images, split_report
+from .metrics import bootstrap_samples, evaluate, percentile_interval, read_predictions
+from .splits import identity_overlap
 from .tables import fmt, fmt_ci, write_table
 
-TYPE_CODES = {name: code for code, name in SPOOF_TYPES.items() if code != 0}
-VARIANT_RE = re.compile(r"replicates/seed(?P<seed>\d+)|leakage|cross_attack/without_(?P<type>[a-z0-9_]+)")
 # Metrics summarised across seeds and compared across splits (threshold 0.5, DESIGN.md names).
 REPLICATE_METRICS = ("accuracy", "f1", "roc_auc", "apcer", "bpcer", "acer")
 # ROC-AUC is threshold free: it shows a ranking effect even where 0.5 is a poor threshold.
 LEAKAGE_METRICS = ("acer", "apcer", "bpcer", "f1", "roc_auc")
-
-
-# ---------------------------------------------------------------------------
-# variants
-
-
-def parse_variant(variant: str) -> dict:
-    """'replicates/seed7' -> {'kind': 'replicates', 'seed': 7, 'exclude': None}, etc."""
-    match = VARIANT_RE.fullmatch(variant)
-    if not match:
-        raise ConfigError(f"unknown variant {variant!r} (expected replicates/seed<N>, leakage or cross_attack/without_<type>)")
-    if match["seed"] is not None:
-        return {"kind": "replicates", "seed": int(match["seed"]), "exclude": None}
-    if match["type"] is not None:
-        if match["type"] not in TYPE_CODES:
-            raise ConfigError(f"variant {variant!r}: unknown spoof type {match['type']!r} (have {sorted(TYPE_CODES)})")
-        return {"kind": "cross_attack", "seed": None, "exclude": TYPE_CODES[match["type"]]}
-    return {"kind": "leakage", "seed": None, "exclude": None}
-
-
-def _load_split(faces_path, manifest_path, exclude: int | None, require: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Faces and labels of a split, without spoof type `exclude`; `require`: the split must hold that type."""
-    from .data import load_faces
-
-    faces, manifest = load_faces(faces_path, manifest_path)
-    keep = np.ones(manifest.height, dtype=bool)
-    if exclude is not None:
-        keep = manifest["spoof_type"].to_numpy() != exclude
-        if require and keep.all():
-            raise DataError(f"{manifest_path}: no image of spoof type {type_name(exclude)} to leave out")
-    return np.ascontiguousarray(faces[keep]), manifest["label"].to_numpy()[keep].astype(np.int64)
-
-
-def run_variant_training(config: dict, name: str, variant: str, inputs: Mapping, out_dir, overrides: dict | None = None) -> dict:
-    """Train `name` (a scenario or 'teacher') for `variant`: another seed, another split or one type left out."""
-    from .recipes import load_frozen_teacher, train_config
-    from .train import train_model
-
-    spec = parse_variant(variant)
-    cfg = train_config(config, name, overrides=overrides, seed=spec["seed"])
-    # Leaving out a type that training never had would measure nothing; a small val split may lack it.
-    train_faces, train_labels = _load_split(inputs["train_faces"], inputs["train_manifest"], spec["exclude"], require=True)
-    val_faces, val_labels = _load_split(inputs["val_faces"], inputs["val_manifest"], spec["exclude"])
-    teacher = load_frozen_teacher(config, inputs["teacher"]) if cfg.distill else None
-    result = train_model(cfg, train_faces, train_labels, val_faces, val_labels, out_dir, teacher=teacher)
-    # Say in the summary which variant this model is, so a model file explains itself.
-    summary_path = Path(out_dir) / "summary.json"
-    summary = io.read_json(summary_path)
-    summary["variant"] = {
-        "name": variant,
-        **spec,
-        "excluded_spoof_type": None if spec["exclude"] is None else type_name(spec["exclude"]),
-        "train_images": int(len(train_labels)),
-        "val_images": int(len(val_labels)),
-    }
-    io.write_json(summary_path, summary)
-    return result
-
-
-# ---------------------------------------------------------------------------
-# the image-level random split (identity leakage)
-
-
-def run_random_split(subject_split: Mapping[str, str], fractions: Mapping[str, float], seed: int, out: Mapping[str, str], report_out) -> dict:
-    """Re-split the main study's subset (the union of its splits) at image level at random."""
-    frames = []
-    for name in SPLITS:
-        if not Path(subject_split[name]).is_file():
-            raise DataError(f"{subject_split[name]}: split manifest not found")
-        frames.append(pl.read_parquet(subject_split[name]))
-    subset = pl.concat(frames)
-    splits = split_images(subset, dict(fractions), seed)
-    report = split_report(splits, dict(fractions))
-    report["method"] = "image-level random split, stratified by spoof type (identities shared)"
-    report["subject_overlap"] = identity_overlap(splits["train"], splits["test"])
-    for name in SPLITS:
-        io.write_parquet(out[name], splits[name])
-    io.write_json(report_out, report)
-    return report
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +264,7 @@ def cross_attack_table(
     """
     numbers, text = [], []
     for name in unseen:
-        code = TYPE_CODES[name]
+        code = SPOOF_TYPE_CODES[name]
         left_out = live_and_type(unseen[name], code)
         main = live_and_type(seen, code)
         n_attacks = int((left_out["label"] == 1).sum())

@@ -210,27 +210,7 @@ def apcer_heatmap(metrics: Mapping[str, dict], paths: Sequence[str | Path]) -> N
 
 
 # ---------------------------------------------------------------------------
-# entry points used by the workflow scripts
-
-METRIC_FIGURES = {
-    "confusion_matrices": confusion_matrices,
-    "comparison": comparison_bars,
-    "apcer_per_type": apcer_heatmap,
-}
-PREDICTION_FIGURES = {"roc": roc_curves, "det": det_curves}
-
-
-def write_figure(kind: str, inputs: Mapping[str, str | Path], paths: Sequence[str | Path]) -> None:
-    """Draw figure `kind` from metrics JSON files (METRIC_FIGURES) or predictions (PREDICTION_FIGURES)."""
-    from .metrics import read_predictions
-    from .tables import load_metrics
-
-    if kind in METRIC_FIGURES:
-        METRIC_FIGURES[kind](load_metrics(inputs), paths)
-    elif kind in PREDICTION_FIGURES:
-        PREDICTION_FIGURES[kind]({name: read_predictions(p) for name, p in inputs.items()}, paths)
-    else:
-        raise ValueError(f"unknown figure kind {kind!r}")
+# training curves from the files training writes
 
 
 def write_training_curves(history_path, summary_path, name: str, paths: Sequence[str | Path]) -> None:

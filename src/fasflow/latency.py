@@ -234,8 +234,9 @@ def write_table4(rows: list[dict], csv_path, md_path) -> None:
     write_table(numbers, text, csv_path, md_path, title="Table 4: ONNX models on CPU", note=note)
 
 
-def run_latency(
-    model_dir: str | Path,
+def measure_trained(
+    weights: str | Path,
+    summary_path: str | Path,
     onnx_path: str | Path,
     out_path: str | Path,
     threads: int,
@@ -244,14 +245,14 @@ def run_latency(
     int8_path: str | Path | None = None,
 ) -> dict:
     """The latency rule: measure at 1 thread and at all cores given, write the JSON report."""
-    from .export import load_trained
     from .io import write_json
+    from .models import load_trained
     from .runlog import get_logger
 
-    model, summary = load_trained(model_dir)
+    model, summary = load_trained(weights, summary_path)
     cores = min(int(threads), available_cores())
     result = measure(onnx_path, model, int(summary["input_size"]), thread_settings(cores), warmup, runs, int8_path)
-    result.update({"model_dir": str(model_dir), "onnx": str(onnx_path), "int8": str(int8_path) if int8_path else None})
+    result.update({"weights": str(weights), "onnx": str(onnx_path), "int8": str(int8_path) if int8_path else None})
     get_logger().info("latency of %s: %s", onnx_path, result["results"])
     write_json(out_path, result)
     return result

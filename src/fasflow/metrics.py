@@ -509,32 +509,3 @@ def read_predictions(path) -> pl.DataFrame:
     except Exception as exc:  # polars raises several exception types for bad files
         raise DataError(f"{path}: not a readable parquet file ({exc})") from exc
     return check_predictions(df, str(path))
-
-
-def run_metrics(test_path, val_path, out_path, settings: Mapping) -> dict:
-    """Workflow step: metrics JSON of one model from its test and validation predictions.
-
-    `settings` is config["evaluate"] (threshold, bootstrap_n, seed, ci_level, bpcer_at_apcer).
-    """
-    from .io import write_json
-    from .runlog import get_logger
-
-    test = read_predictions(test_path)
-    val = read_predictions(val_path) if val_path else None
-    result = evaluate(
-        test,
-        val,
-        threshold=float(settings.get("threshold", 0.5)),
-        bpcer_at_apcer=settings.get("bpcer_at_apcer", (0.01, 0.05, 0.10)),
-        n_resamples=int(settings.get("bootstrap_n", 1000)),
-        seed=int(settings.get("seed", 0)),
-        level=float(settings.get("ci_level", 0.95)),
-        test_source=str(test_path),
-        val_source=str(val_path),
-    )
-    write_json(out_path, result)
-    get_logger().info(
-        "%s: accuracy %.4f F1 %.4f APCER %.4f BPCER %.4f ACER %.4f",
-        test_path, *(result[k] if result[k] is not None else float("nan") for k in ("accuracy", "f1", "apcer", "bpcer", "acer")),
-    )
-    return result

@@ -1,48 +1,53 @@
-"""Model factory: timm architectures with a 2-class head and local pretrained weights."""
+"""Model factory: timm architectures with a 2-class head, local pretrained weights, trained-model files.
+
+A trained model is three files (MODEL_FILES), written by training and read back by
+prediction, export and latency through one loader, `load_trained(weights, summary)`.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
 from pathlib import Path
 
-import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 NUM_CLASSES = 2
-
-
-def pretrained_path(pretrained_dir: str | Path, arch: str) -> Path:
-    """Where the ImageNet weights of `arch` are expected (fetched by the fetch_pretrained rule)."""
-    return Path(pretrained_dir) / f"{arch}.safetensors"
+# The files of one trained model, by role; the workflow names its outputs from this mapping.
+MODEL_FILES = {"weights": "weights.safetensors", "history": "history.csv", "summary": "summary.json"}
+# What summary.json must hold to rebuild the network.
+SUMMARY_KEYS = ("arch", "dropout", "input_size")
 
 
 def create_model(
     arch: str,
-    dropout: float = 0.2,
-    pretrained: bool = False,
-    pretrained_dir: str | Path = "resources/pretrained",
+    dropout: float,
+    pretrained: str | Path | None = None,
     num_classes: int = NUM_CLASSES,
 ) -> torch.nn.Module:
     """Build `arch` with `num_classes` outputs and `dropout` before the classifier.
 
-    With `pretrained`, the backbone starts from the ImageNet weights stored locally in
-    `pretrained_dir/<arch>.safetensors` (the classifier head is re-initialised).
-    Nothing is downloaded here: compute nodes are often offline.
+    `pretrained` names a local safetensors file of ImageNet weights for the backbone (the
+    classifier head is re-initialised); None trains from scratch. Nothing is downloaded here:
+    compute nodes are often offline.
     """
+    import timm
+
     try:
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=dropout)
     except RuntimeError as exc:  # timm raises RuntimeError for unknown names
-        raise ConfigError(f"unknown timm architecture {arch!r} (models.*.arch): {exc}") from exc
+        raise ConfigError(f"unknown timm architecture {arch!r}: {exc}") from exc
     # A zero head starts training at chance-level loss (ln 2) instead of the large random
     # logits a fresh 1280-wide linear layer gives on un-normalised features.
     head = model.get_classifier()
     if isinstance(head, torch.nn.Linear):
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
-    if pretrained:
-        load_pretrained_backbone(model, pretrained_path(pretrained_dir, arch), arch)
+    if pretrained is not None:
+        load_pretrained_backbone(model, Path(pretrained), arch)
     return model
 
 
@@ -56,7 +61,7 @@ def load_pretrained_backbone(model: torch.nn.Module, path: Path, arch: str) -> N
         )
     state = load_file(str(path))
     own = model.state_dict()
-    classifier = model.default_cfg.get("classifier", "classifier")
+    classifier = model.default_cfg.get("classifier", "classifier")  # timm's own metadata, not config
     # The ImageNet head (1000 classes) does not fit a 2-class model: keep ours.
     usable = {k: v for k, v in state.items() if not k.startswith(classifier + ".")}
     mismatched = [k for k, v in usable.items() if k in own and own[k].shape != v.shape]
@@ -72,6 +77,8 @@ def load_pretrained_backbone(model: torch.nn.Module, path: Path, arch: str) -> N
 
 def fetch_pretrained(arch: str, out: str | Path) -> None:
     """Download ImageNet weights through timm's hub machinery and store them as safetensors."""
+    import timm
+
     from .io import atomic_path
 
     try:
@@ -96,6 +103,86 @@ def save_weights(model: torch.nn.Module, path: str | Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    model.load_state_dict(load_file(str(path)))
+def load_trained(weights: str | Path, summary: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from its weights and summary.json, in eval mode.
+
+    The one loader of trained models (prediction, export, latency, the frozen teacher).
+    Errors name the file that is missing or does not fit.
+    """
+    weights, summary = Path(weights), Path(summary)
+    for path in (summary, weights):
+        if not path.is_file():
+            raise DataError(f"{path}: not found (train the model first)")
+    try:
+        info = json.loads(summary.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{summary}: not a readable JSON file ({exc})") from exc
+    missing = [k for k in SUMMARY_KEYS if k not in info]
+    if missing:
+        raise DataError(f"{summary}: missing key(s) {missing}")
+    model = create_model(info["arch"], dropout=float(info["dropout"]))
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except (OSError, RuntimeError) as exc:  # unreadable file, or shapes/keys of another network
+        raise DataError(f"{weights}: does not hold {info['arch']!r} weights ({exc})") from exc
+    return model.eval(), info
+
+
+def frozen(model: torch.nn.Module) -> torch.nn.Module:
+    """The model in eval mode with gradients off (the distillation teacher)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when visible, else CPU; 'cuda' without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA device is visible")
+    return torch.device(device)
+
+
+# ---------------------------------------------------------------------------
+# architecture names, checked when the workflow is parsed
+
+
+def timm_architectures(cache_dir: str | Path | None = None) -> list[str]:
+    """Every architecture name of the installed timm.
+
+    Importing timm imports torch (seconds), and the workflow checks names every time it is
+    parsed, so the list is cached per timm version (in `cache_dir`, default
+    ~/.cache/fasflow); an unwritable cache only costs the import.
+    """
+    from importlib.metadata import version
+
+    cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "fasflow"
+    cache = cache_dir / f"timm-{version('timm')}-architectures.txt"
+    try:
+        names = cache.read_text().split()
+        if names:
+            return names
+    except OSError:
+        pass
+    import timm
+
+    names = sorted(timm.list_models())
+    try:
+        from .io import write_text
+
+        write_text(cache, "\n".join(names) + "\n")
+    except OSError:
+        pass
+    return names
+
+
+def check_architecture(name: str, key: str, known: list[str] | None = None) -> None:
+    """ConfigError naming `key` and the nearest valid names when timm has no `name`."""
+    known = timm_architectures() if known is None else known
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    hint = f"; nearest: {', '.join(close)}" if close else ""
+    raise ConfigError(f"{key}: {name!r} is not a timm architecture{hint} (see timm.list_models())")

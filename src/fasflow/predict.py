@@ -11,37 +11,9 @@ import torch
 from . import SPOOF
 from .data import FaceDataset, build_loader, eval_transform
 from .errors import DataError
-from .io import read_json
-from .models import create_model, load_weights
+from .models import resolve_device
 
 MANIFEST_COLUMNS = ("path", "subject_id", "label", "spoof_type")
-
-
-def load_trained_model(model_dir: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a model from results/models/{name}/ (summary.json + weights.safetensors), in eval mode."""
-    model_dir = Path(model_dir)
-    summary_path = model_dir / "summary.json"
-    weights_path = model_dir / "weights.safetensors"
-    for path in (summary_path, weights_path):
-        if not path.is_file():
-            raise DataError(f"{path}: not found (train the model first)")
-    summary = read_json(summary_path)
-    missing = [k for k in ("arch", "dropout", "input_size") if k not in summary]
-    if missing:
-        raise DataError(f"{summary_path}: missing key(s) {missing}")
-    model = create_model(summary["arch"], dropout=float(summary["dropout"]), pretrained=False)
-    try:
-        load_weights(model, weights_path)
-    except RuntimeError as exc:  # shape/key mismatch between summary.json and the weights
-        raise DataError(f"{weights_path}: does not fit {summary['arch']!r} ({exc})") from exc
-    model.eval()
-    return model, summary
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @torch.inference_mode()
@@ -82,28 +54,3 @@ def predict_split(
         pl.Series("score", score.astype(np.float64)),
         pl.Series("pred", (score >= threshold).astype(np.int64)),
     )
-
-
-def run_predict(
-    model_dir: str | Path,
-    splits: dict[str, tuple[str | Path, str | Path, str | Path]],
-    batch_size: int = 64,
-    device: str = "auto",
-    threshold: float = 0.5,
-) -> None:
-    """Workflow step: for each split name -> (faces.npy, manifest.parquet, output.parquet), write predictions."""
-    from .data import load_faces
-    from .io import write_parquet
-    from .runlog import get_logger
-
-    log = get_logger()
-    model, summary = load_trained_model(model_dir)
-    log.info("model %s (%s, input %d) on %s", summary.get("name"), summary["arch"], summary["input_size"], device)
-    for split, (faces_path, manifest_path, out_path) in splits.items():
-        try:
-            faces, manifest = load_faces(faces_path, manifest_path)
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
-        df = predict_split(model, faces, manifest, int(summary["input_size"]), batch_size, device, threshold)
-        write_parquet(out_path, df)
-        log.info("%s: %d images, %d predicted spoof -> %s", split, df.height, int(df["pred"].sum()), out_path)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
-import torch
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+def seed_everything(seed: int, deterministic: bool = True):
     """Seed Python, NumPy and torch; return a generator for DataLoader shuffling.
 
     DataLoader workers are seeded by `seed_worker` (pass it as worker_init_fn).
     """
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -30,13 +32,22 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader worker_init_fn: derive NumPy/random seeds from torch's per-worker seed."""
+    import torch
+
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
 
 
 def set_threads(threads: int | None) -> None:
-    """Use exactly the cores Snakemake gave this job (oversubscription costs 4-50x here)."""
+    """Use exactly the cores Snakemake gave this job (oversubscription costs 4-50x here).
+
+    Through the environment, which torch, NumPy's BLAS and ONNX Runtime read when they start,
+    and through torch directly when it is already imported; steps that need no torch (tables,
+    figures, metrics) do not pay for importing it.
+    """
     if threads and threads > 0:
-        torch.set_num_threads(int(threads))
-        os.environ["OMP_NUM_THREADS"] = str(int(threads))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[name] = str(int(threads))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(threads))

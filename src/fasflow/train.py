@@ -13,9 +13,9 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import io
-from .data import DEFAULT_CROP_SCALE, FaceDataset, build_loader, eval_transform, train_transform
+from .data import FaceDataset, build_loader, eval_transform, train_transform
 from .losses import class_weights, distillation_loss
-from .models import count_parameters, create_model, save_weights
-from .runlog import get_logger
+from .models import count_parameters, create_model, frozen, resolve_device, save_weights
+from .runlog import current_log_file, get_logger
 from .seeding import seed_everything
 
 HISTORY_COLUMNS = [
@@ -37,29 +37,67 @@ HISTORY_COLUMNS = [
 
 @dataclass
 class TrainConfig:
-    """Everything that defines one training run (written into summary.json)."""
+    """Everything that defines one training run (written into summary.json).
+
+    Built by `train_config` from the workflow's settings; there are no defaults here: they live
+    in the config schema, the one source of truth.
+    """
 
     name: str
     arch: str
-    optimizer: str = "adamw"
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    dropout: float = 0.2
-    patience: int = 5
-    distill: bool = False
-    alpha: float = 0.6
-    temperature: float = 4.0
-    input_size: int = 224
-    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE
-    batch_size: int = 64
-    max_epochs: int = 30
-    num_workers: int = 0
-    device: str = "auto"
-    seed: int = 0
-    class_weighted: bool = True
-    pretrained: bool = False
-    pretrained_dir: str = "resources/pretrained"
-    extra: dict = field(default_factory=dict)
+    optimizer: str
+    lr: float
+    weight_decay: float
+    dropout: float
+    patience: int
+    distill: bool
+    alpha: float | None  # distillation weight (None without distillation)
+    temperature: float | None
+    input_size: int
+    crop_scale: tuple[float, float]
+    batch_size: int
+    max_epochs: int
+    num_workers: int
+    device: str
+    seed: int
+    class_weighted: bool
+    pretrained: str | None  # ImageNet weights file, or None to train from scratch
+
+
+# Keys of a hyperparameter section (config `teacher` or a scenario) that a run takes.
+HYPERPARAMETERS = ("optimizer", "lr", "weight_decay", "dropout", "patience")
+DISTILL_HYPERPARAMETERS = ("alpha", "temperature")
+# Keys of config `train` shared by every run.
+TRAIN_SETTINGS = ("input_size", "batch_size", "max_epochs", "num_workers", "device", "seed", "class_weighted")
+
+
+def train_config(
+    name: str,
+    arch: str,
+    train: Mapping,
+    hyperparameters: Mapping,
+    pretrained: str | None = None,
+    overrides: Mapping | None = None,
+    seed: int | None = None,
+) -> TrainConfig:
+    """The TrainConfig of one run.
+
+    `train` is config["train"]; `hyperparameters` the run's section (a scenario, or the teacher's
+    with distill false); `overrides` tuned values that replace it; `seed` another training seed.
+    """
+    hyper = {**hyperparameters, **(overrides or {})}
+    distill = bool(hyper["distill"])
+    return TrainConfig(
+        name=name,
+        arch=arch,
+        **{k: hyper[k] for k in HYPERPARAMETERS},
+        distill=distill,
+        **{k: (hyper[k] if distill else None) for k in DISTILL_HYPERPARAMETERS},
+        **{k: train[k] for k in TRAIN_SETTINGS if k != "seed"},
+        crop_scale=(float(train["crop_scale"][0]), float(train["crop_scale"][1])),
+        seed=int(train["seed"] if seed is None else seed),
+        pretrained=None if pretrained is None else str(pretrained),
+    )
 
 
 class EarlyStopping:
@@ -105,14 +143,6 @@ def binary_rates(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
     return {"f1": f1, "apcer": apcer, "bpcer": bpcer, "acer": (apcer + bpcer) / 2}
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
-    return torch.device(device)
-
-
 def build_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -129,13 +159,16 @@ def train_model(
     train_labels: np.ndarray,
     val_faces: np.ndarray,
     val_labels: np.ndarray,
-    out_dir: str | Path | None,
+    outputs: Mapping[str, str | Path] | None,
     teacher: torch.nn.Module | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     checkpoint: bool = True,
 ) -> dict:
-    """Train, select and (if out_dir) write weights.safetensors, history.csv and summary.json.
+    """Train, select and (if `outputs`) write the model's files.
 
+    `outputs` maps the roles of `fasflow.models.MODEL_FILES` (weights, history, summary) to paths;
+    None (Optuna trials) writes nothing. With `checkpoint`, resume state lives in a `resume/`
+    folder beside the weights until the model is final.
     `on_epoch(epoch, row)` is called after each validation (Optuna reports and prunes there).
     Returns the summary dict.
     """
@@ -143,15 +176,13 @@ def train_model(
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
     seed_everything(cfg.seed)
-    model = create_model(cfg.arch, cfg.dropout, cfg.pretrained, cfg.pretrained_dir).to(device)
+    model = create_model(cfg.arch, cfg.dropout, cfg.pretrained).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     if cfg.distill and teacher is None:
         raise ValueError(f"{cfg.name}: distillation needs a teacher")
     if teacher is not None:
-        teacher = teacher.to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher = frozen(teacher.to(device))
     weight = class_weights(train_labels).to(device) if cfg.class_weighted else None
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
@@ -166,10 +197,14 @@ def train_model(
     val_set = FaceDataset(val_faces, val_labels, eval_transform(cfg.input_size))
     val_loader = build_loader(val_set, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, pin_memory=cuda)
 
-    resume_dir = Path(out_dir) / "resume" if (out_dir and checkpoint) else None
+    resume_dir = Path(outputs["weights"]).parent / "resume" if (outputs and checkpoint) else None
     start_epoch = 1
     if resume_dir and (resume_dir / "state.json").is_file():
         start_epoch, history = load_checkpoint(resume_dir, model, optimizer, scheduler, stopper, best_state)
+        # The job's log was started afresh: carry the interrupted run's lines over, then continue.
+        previous_log = resume_dir / "log.txt"
+        if previous_log.is_file():
+            log.info("log of the interrupted run:\n%s", previous_log.read_text().rstrip())
         log.info("%s: resuming after epoch %d (best so far: epoch %d, val F1 %.4f)", cfg.name, start_epoch - 1, stopper.best_epoch, stopper.best_f1)
 
     epoch_times: list[float] = [row["seconds"] for row in history]
@@ -228,6 +263,7 @@ def train_model(
         )
         if resume_dir:
             save_checkpoint(resume_dir, epoch, model, optimizer, scheduler, stopper, best_state, history)
+            _keep_log(resume_dir / "log.txt")
         if on_epoch is not None:
             on_epoch(epoch, row)
 
@@ -251,8 +287,8 @@ def train_model(
         "device": str(device),
         "amp": str(amp_dtype).removeprefix("torch.") if cuda else "off",
     }
-    if out_dir:
-        write_outputs(Path(out_dir), model, history, summary)
+    if outputs:
+        write_outputs(outputs, model, history, summary)
         if resume_dir and resume_dir.exists():
             shutil.rmtree(resume_dir)  # the model is final: resume state is no longer needed
     summary["model"] = model
@@ -277,17 +313,24 @@ def evaluate(model, loader, device, weight, amp_dtype) -> tuple[float, np.ndarra
     return total / max(count, 1), np.concatenate(scores) if scores else np.zeros(0)
 
 
-def write_outputs(out_dir: Path, model, history: list[dict], summary: dict) -> None:
+def write_outputs(outputs: Mapping[str, str | Path], model, history: list[dict], summary: dict) -> None:
+    """weights (safetensors), history (CSV) and summary (JSON with provenance), each atomically."""
     from .provenance import provenance
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out_dir / "weights.safetensors")
-    with io.atomic_path(out_dir / "history.csv") as tmp:
+    save_weights(model, outputs["weights"])
+    with io.atomic_path(outputs["history"]) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS)
             writer.writeheader()
             writer.writerows(history)
-    io.write_json(out_dir / "summary.json", {**summary, "provenance": provenance()})
+    io.write_json(outputs["summary"], {**summary, "provenance": provenance()})
+
+
+def _keep_log(copy: Path) -> None:
+    """Copy the job's log so far next to the resume state (a resumed job starts a new log)."""
+    source = current_log_file()
+    if source is not None and source.is_file():
+        io.write_text(copy, source.read_text())
 
 
 def save_checkpoint(resume_dir: Path, epoch, model, optimizer, scheduler, stopper, best_state, history) -> None:
@@ -349,7 +392,6 @@ def _hyperparameters(cfg: TrainConfig) -> dict:
     hyper["distill"] = cfg.distill
     if cfg.distill:
         hyper.update(alpha=cfg.alpha, temperature=cfg.temperature)
-    hyper.update(cfg.extra)
     return hyper
 
 

@@ -1,165 +1,123 @@
-# Config validation, shared settings and input functions.
+# Configuration checks, the output layout and the input functions of every rule file.
 import os
 import re
 import sys
 
-from snakemake.utils import min_version, validate
-
+# This checkout's package drives the workflow: parse-time checks import it from src/, and
+# configure_job_environment gives every job the same src/ (on the host and in the container).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from fasflow.config import check_config, check_dataset_root  # noqa: E402
+from fasflow.config import (  # noqa: E402
+    check_architectures,
+    check_config,
+    check_dataset_root,
+    run_settings,
+    study_settings,
+    validate_config,
+)
 from fasflow.errors import ConfigError  # noqa: E402
+from fasflow.models import MODEL_FILES  # noqa: E402
 from fasflow.workflow_env import configure_job_environment  # noqa: E402
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     check_config(config)
+    check_architectures(config)
     check_dataset_root(config)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 configure_job_environment(workflow.basedir)
 
-DATASET_ROOT = config["dataset"]["root"]
-SPLITS = ["train", "val", "test"]
 SCENARIOS = list(config["scenarios"])
-
-
-def label_files(wildcards=None):
-    """The label JSON files ingest reads (produced by synthesize_dataset for the demo)."""
-    return [os.path.join(DATASET_ROOT, f) for f in config["dataset"]["label_files"]]
-
-
-def dataset_root(wildcards, input, output):
-    """dataset.root, recovered from the label files among the rule's inputs or outputs."""
-    files = getattr(input, "labels", None) or output.labels
-    relative = config["dataset"]["label_files"][0]
-    return os.path.normpath(files[0][: -len(relative)] or os.curdir)
-
-
-def every_core(wildcards):
-    """All cores given with --cores, so nothing runs beside the job (1 when none are, e.g. --report)."""
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return 1
-
-
-def model_dir(wildcards, input, output):
-    """results/models/<name>/ of the rule's weights: the ones it writes, else the ones it reads."""
-    return os.path.dirname(getattr(output, "weights", None) or input.weights)
-
-
-def split_inputs(splits=("train", "val")):
-    """Face caches and manifests of the given splits (training never asks for test)."""
-    inputs = {}
-    for split in splits:
-        inputs[f"{split}_faces"] = f"results/faces/{split}.npy"
-        inputs[f"{split}_manifest"] = f"results/splits/{split}.parquet"
-    return inputs
-
-
-def pretrained_inputs(arch):
-    """The local ImageNet weights of `arch` when models.pretrained is on (fetch_pretrained)."""
-    if not config["models"]["pretrained"]:
-        return {}
-    return {
-        "pretrained": os.path.join(
-            config["models"]["pretrained_dir"], f"{arch}.safetensors"
-        )
-    }
-
-
-def teacher_inputs(wildcards=None):
-    """Train/val faces and, if configured, the teacher's ImageNet weights."""
-    return {**split_inputs(), **pretrained_inputs(config["models"]["teacher"])}
-
-
-def student_inputs(wildcards):
-    """Train/val faces, the frozen teacher for distilled scenarios, tuned parameters for tuned ones."""
-    scenario = config["scenarios"][wildcards.scenario]
-    inputs = {**split_inputs(), **pretrained_inputs(config["models"]["student"])}
-    if scenario["distill"]:
-        inputs["teacher"] = "results/models/teacher/weights.safetensors"
-    if scenario["tune"]:
-        inputs["best_params"] = f"results/optuna/{wildcards.scenario}/best_params.json"
-    return inputs
-
-
-def model_outputs(name):
-    return {
-        "weights": f"results/models/{name}/weights.safetensors",
-        "history": f"results/models/{name}/history.csv",
-        "summary": f"results/models/{name}/summary.json",
-    }
-
-
-# --- evaluation (workflow/rules/evaluate.smk): models, tables, figures and report entries.
-EVAL = config["evaluate"]
+TUNED_SCENARIOS = [s for s in SCENARIOS if config["scenarios"][s]["tune"]]
 # Every trained model gets predictions; tables list the scenarios, then the teacher as reference.
 MODELS = ["teacher"] + SCENARIOS
+EVAL = config["evaluate"]
 TABLE_MODELS = sorted(SCENARIOS) + (["teacher"] if EVAL["include_teacher"] else [])
-MODEL_PATTERN = "|".join(re.escape(m) for m in MODELS)
-FIGURE_FORMATS = ["png", "pdf"]
-# Only these settings change a metrics file (the others only change tables).
-METRIC_SETTINGS = ("threshold", "bootstrap_n", "seed", "ci_level", "bpcer_at_apcer")
+EXPORT = config["export"]
+# Students first, then the teacher as a reference (export.include_teacher).
+EXPORT_MODELS = SCENARIOS + (["teacher"] if EXPORT["include_teacher"] else [])
+FIGURE_FORMATS = ("png", "pdf")
+TABLE_FORMATS = ("csv", "md")
 
-if EVAL["reference"] not in SCENARIOS:
-    raise WorkflowError(
-        f"evaluate.reference: {EVAL['reference']!r} is not a scenario (have {SCENARIOS})"
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+# Every wildcard's values, in one place.
+wildcard_constraints:
+    split="train|val|test",
+    scenario=one_of(SCENARIOS),
+    name=one_of(MODELS),
+    worker=r"\d+",
+    seed=r"\d+",
+    spoof_type=r"[a-z0-9_]+",
+    variant=r"replicates/seed\d+|leakage|cross_attack/without_[a-z0-9_]+",
+    curve="roc|det",
+
+
+# --- the output layout: every path a rule writes starts with one of these three folders.
+
+
+def results(path):
+    """A file of this run under results/."""
+    return f"results/{path}"
+
+
+def logs(path):
+    """A rule's log file under logs/."""
+    return f"logs/{path}"
+
+
+def benchmarks(path):
+    """A rule's Snakemake benchmark record (wall time, memory) under results/benchmarks/."""
+    return results(f"benchmarks/{path}")
+
+
+def model_files(folder):
+    """The files of one trained model (fasflow.models.MODEL_FILES) in `folder` under results/."""
+    return {role: results(f"{folder}/{name}") for role, name in MODEL_FILES.items()}
+
+
+def report_file(path, caption, category, **labels):
+    """`path` as an entry of the HTML report (snakemake --report), with its caption file."""
+    return report(
+        path, caption=f"../report/{caption}", category=category, labels=labels
     )
 
 
-def eval_metric_files(wildcards=None):
-    """Metrics JSON of every model in the tables, in table order."""
-    return [f"results/metrics/{name}.json" for name in TABLE_MODELS]
-
-
-def eval_prediction_files(wildcards=None):
-    """Test predictions of every model in the tables, in table order."""
-    return [f"results/predictions/{name}.parquet" for name in TABLE_MODELS]
-
-
-def tuned_best_params(wildcards=None):
-    """Optuna results of the tuned scenarios (read by Table 1)."""
-    return [
-        f"results/optuna/{name}/best_params.json"
-        for name in SCENARIOS
-        if config["scenarios"][name]["tune"]
-    ]
-
-
-def figure_paths(stem):
-    return [f"results/figures/{stem}.{ext}" for ext in FIGURE_FORMATS]
-
-
-def table_paths(stem, caption, label):
-    """CSV and Markdown of one table, both in the report."""
+def report_files(stem, formats, caption, category, **labels):
+    """`stem`.<format> for each format, each in the report (labelled with its format)."""
     return {
-        ext: report(
-            f"results/tables/{stem}.{ext}",
-            caption=f"../report/{caption}",
-            category="Tables",
-            labels={"table": label, "format": ext.upper()},
+        fmt: report_file(
+            f"{stem}.{fmt}", caption, category, **labels, format=fmt.upper()
         )
-        for ext in ("csv", "md")
+        for fmt in formats
     }
+
+
+def table_outputs(stem, caption, label, category="Tables"):
+    """CSV and Markdown of one table, both in the report."""
+    return report_files(
+        results(f"tables/{stem}"), TABLE_FORMATS, caption, category, table=label
+    )
 
 
 def figure_outputs(stem, caption, label, category="Figures"):
     """PNG and PDF of one figure, both in the report."""
-    return {
-        ext: report(
-            f"results/figures/{stem}.{ext}",
-            caption=f"../report/{caption}",
-            category=category,
-            labels={"figure": label, "format": ext.upper()},
-        )
-        for ext in FIGURE_FORMATS
-    }
+    return report_files(
+        results(f"figures/{stem}"), FIGURE_FORMATS, caption, category, figure=label
+    )
 
 
 def table_targets(*stems):
-    return [f"results/tables/{stem}.{ext}" for stem in stems for ext in ("csv", "md")]
+    return [results(f"tables/{stem}.{fmt}") for stem in stems for fmt in TABLE_FORMATS]
+
+
+def figure_paths(stem):
+    return [results(f"figures/{stem}.{fmt}") for fmt in FIGURE_FORMATS]
 
 
 def figure_targets():
@@ -181,41 +139,97 @@ ALL_TABLES = (
 )
 
 
-# --- tuning (workflow/rules/tune.smk): Optuna studies of the scenarios with `tune: true`.
-TUNED_SCENARIOS = [name for name in SCENARIOS if config["scenarios"][name]["tune"]]
-# A pattern that matches nothing when no scenario is tuned.
-TUNED_PATTERN = "|".join(re.escape(s) for s in TUNED_SCENARIOS) or "(?!)"
+# --- data
 
 
-def tune_inputs(wildcards):
-    """Train/val faces and manifests, ImageNet weights if used, the frozen teacher if distilling."""
-    inputs = {**split_inputs(), **pretrained_inputs(config["models"]["student"])}
-    if config["scenarios"][wildcards.scenario]["distill"]:
-        inputs["teacher"] = "results/models/teacher/weights.safetensors"
+def label_files(wildcards=None):
+    """The label JSON files ingest reads (written by synthesize_dataset for the demo)."""
+    root = config["dataset"]["root"]
+    return [os.path.join(root, f) for f in config["dataset"]["label_files"]]
+
+
+def split_files(*splits, folder=""):
+    """Face caches and manifests of `splits` (training never asks for test), under results/`folder`."""
+    return {
+        f"{split}_{kind}": results(f"{folder}{subdir}/{split}.{ext}")
+        for split in splits
+        for kind, subdir, ext in (
+            ("faces", "faces", "npy"),
+            ("manifest", "splits", "parquet"),
+        )
+    }
+
+
+# --- training
+
+
+def pretrained_inputs(arch):
+    """The local ImageNet weights of `arch` when models.pretrained is on (fetch_pretrained)."""
+    if not config["models"]["pretrained"]:
+        return {}
+    return {
+        "pretrained": os.path.join(
+            config["models"]["pretrained_dir"], f"{arch}.safetensors"
+        )
+    }
+
+
+def teacher_files(folder="models/teacher"):
+    """The frozen teacher a distilled student learns from."""
+    files = model_files(folder)
+    return {"teacher_weights": files["weights"], "teacher_summary": files["summary"]}
+
+
+def teacher_inputs(wildcards=None):
+    """Train/val faces and, if configured, the teacher's ImageNet weights."""
+    return {
+        **split_files("train", "val"),
+        **pretrained_inputs(config["models"]["teacher"]),
+    }
+
+
+def student_inputs(wildcards, folder="", teacher="models/teacher"):
+    """Train/val faces, the frozen teacher for distilled scenarios, tuned parameters for tuned ones."""
+    scenario = config["scenarios"][wildcards.scenario]
+    inputs = {
+        **split_files("train", "val", folder=folder),
+        **pretrained_inputs(config["models"]["student"]),
+    }
+    if scenario["distill"]:
+        inputs.update(teacher_files(teacher))
+    if scenario["tune"]:
+        inputs["best_params"] = results(f"optuna/{wildcards.scenario}/best_params.json")
     return inputs
 
 
 def training_settings(wildcards):
-    """The config sections one training run depends on (other sections do not trigger reruns).
-
-    The teacher section stays in for students: distillation rebuilds the teacher from it.
-    """
-    settings = {k: config[k] for k in ("models", "train", "teacher")}
-    name = wildcards.get("scenario", wildcards.get("name", "teacher"))
-    scenarios = config["scenarios"]
-    settings["scenarios"] = {name: scenarios[name]} if name in scenarios else {}
-    return settings
+    """What one run depends on (fasflow.config.run_settings): editing other sections retrains nothing."""
+    return run_settings(config, wildcards.get("scenario", "teacher"))
 
 
-def tune_settings(wildcards):
-    """The config sections a study depends on: its training run's plus `tune`."""
-    return {**training_settings(wildcards), "tune": config["tune"]}
+# --- tuning
+
+
+def tune_inputs(wildcards):
+    """Train/val faces, ImageNet weights if used, the frozen teacher if distilling."""
+    inputs = {
+        **split_files("train", "val"),
+        **pretrained_inputs(config["models"]["student"]),
+    }
+    if config["scenarios"][wildcards.scenario]["distill"]:
+        inputs.update(teacher_files())
+    return inputs
+
+
+def tuning_settings(wildcards):
+    """What one study depends on (fasflow.config.study_settings)."""
+    return study_settings(config, wildcards.scenario)
 
 
 def tune_worker_outputs(wildcards):
     """Marker files of the tune.workers workers of one study."""
     return [
-        f"results/optuna/{wildcards.scenario}/workers/{worker}.json"
+        results(f"optuna/{wildcards.scenario}/workers/{worker}.json")
         for worker in range(config["tune"]["workers"])
     ]
 
@@ -223,17 +237,45 @@ def tune_worker_outputs(wildcards):
 def tune_targets(wildcards=None):
     """Best parameters and figures of every tuned scenario."""
     return [
-        f"results/optuna/{name}/{f}"
+        results(f"optuna/{name}/{f}")
         for name in TUNED_SCENARIOS
         for f in ("best_params.json", "trials.parquet", "history.png", "importance.png")
     ]
 
 
-# --- export (workflow/rules/export.smk): ONNX, INT8, latency and Table 4.
-EXPORT = config["export"]
-# Students first, then the teacher as a reference (export.include_teacher).
-EXPORT_MODELS = SCENARIOS + (["teacher"] if EXPORT["include_teacher"] else [])
-EXPORT_PATTERN = "|".join(re.escape(m) for m in EXPORT_MODELS)
+# --- evaluation
+
+
+def predict_inputs(wildcards, folder=""):
+    """A trained model (under results/`folder`models/) and the val/test faces it is scored on."""
+    files = model_files(f"{folder}models/{wildcards.name}")
+    return {
+        "weights": files["weights"],
+        "summary": files["summary"],
+        **split_files("val", "test", folder=folder),
+    }
+
+
+def eval_files(kind):
+    """Metrics JSON ('metrics') or test predictions ('predictions') of every model in the tables."""
+    suffix = "json" if kind == "metrics" else "parquet"
+    return [results(f"{kind}/{name}.{suffix}") for name in TABLE_MODELS]
+
+
+def tuned_best_params(wildcards=None):
+    """Optuna results of the tuned scenarios (read by Table 1)."""
+    return [results(f"optuna/{name}/best_params.json") for name in TUNED_SCENARIOS]
+
+
+# --- export
+
+
+def every_core(wildcards):
+    """All cores given with --cores, so nothing runs beside the job (1 when none are, e.g. --report)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def int8_enabled():
@@ -242,24 +284,25 @@ def int8_enabled():
 
 def latency_inputs(wildcards):
     """The fp32 model, the INT8 model when enabled, and the weights for the PyTorch eager run."""
+    files = model_files(f"models/{wildcards.name}")
     inputs = {
-        "onnx": f"results/onnx/{wildcards.name}.onnx",
-        "weights": f"results/models/{wildcards.name}/weights.safetensors",
-        "summary": f"results/models/{wildcards.name}/summary.json",
+        "onnx": results(f"onnx/{wildcards.name}.onnx"),
+        "weights": files["weights"],
+        "summary": files["summary"],
     }
     if int8_enabled():
-        inputs["int8"] = f"results/onnx/{wildcards.name}.int8.onnx"
+        inputs["int8"] = results(f"onnx/{wildcards.name}.int8.onnx")
     return inputs
 
 
 def table4_inputs(wildcards=None):
     """Export reports, latency reports and (when enabled) INT8 reports of every exported model."""
     inputs = {
-        "exports": [f"results/onnx/{name}.json" for name in EXPORT_MODELS],
-        "latencies": [f"results/latency/{name}.json" for name in EXPORT_MODELS],
+        "exports": [results(f"onnx/{name}.json") for name in EXPORT_MODELS],
+        "latencies": [results(f"latency/{name}.json") for name in EXPORT_MODELS],
     }
     if int8_enabled():
-        inputs["int8"] = [f"results/onnx/{name}.int8.json" for name in EXPORT_MODELS]
+        inputs["int8"] = [results(f"onnx/{name}.int8.json") for name in EXPORT_MODELS]
     return inputs
 
 
@@ -268,4 +311,58 @@ def onnx_targets(wildcards=None):
     suffixes = [".onnx", ".json"]
     if int8_enabled():
         suffixes += [".int8.onnx", ".int8.json"]
-    return [f"results/onnx/{name}{s}" for name in EXPORT_MODELS for s in suffixes]
+    return [results(f"onnx/{name}{s}") for name in EXPORT_MODELS for s in suffixes]
+
+
+# --- beyond the paper (workflow/rules/extended.smk)
+REPLICATES = config["replicates"]
+LEAKAGE = config["leakage"]
+CROSS_ATTACK = config["cross_attack"]
+
+
+def replicate_seed(wildcards):
+    return int(wildcards.seed)
+
+
+def leakage_student_inputs(wildcards):
+    """The random split's faces; a distilled scenario learns from the random split's own teacher."""
+    return student_inputs(
+        wildcards, folder="leakage/", teacher="leakage/models/teacher"
+    )
+
+
+def variant_predict_inputs(wildcards):
+    """The variant's model and the val/test faces of its split (the random split for leakage)."""
+    folder = "leakage/" if wildcards.variant == "leakage" else ""
+    files = model_files(f"{wildcards.variant}/models/{wildcards.name}")
+    return {
+        "weights": files["weights"],
+        "summary": files["summary"],
+        **split_files("val", "test", folder=folder),
+    }
+
+
+def replicate_metric_files(wildcards=None):
+    """Metrics of each replicated scenario per seed; the main seed reuses the main models."""
+    return [
+        (
+            results(f"metrics/{name}.json")
+            if seed == config["train"]["seed"]
+            else results(f"replicates/seed{seed}/metrics/{name}.json")
+        )
+        for name in REPLICATES["scenarios"]
+        for seed in REPLICATES["seeds"]
+    ]
+
+
+def cross_attack_predictions(wildcards=None):
+    """Test predictions of S0 trained without each configured spoof type."""
+    if not CROSS_ATTACK["enabled"]:
+        raise WorkflowError(
+            "cross_attack.enabled is false: set it to true (e.g. --config cross_attack='{enabled: true}') "
+            "to train the leave-one-attack-type-out models"
+        )
+    return [
+        results(f"cross_attack/without_{spoof_type}/predictions/S0.parquet")
+        for spoof_type in CROSS_ATTACK["spoof_types"]
+    ]

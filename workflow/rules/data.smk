@@ -8,30 +8,27 @@ if config["dataset"]["synthetic"]["enabled"]:
         output:
             labels=label_files(),
         log:
-            "logs/synthesize_dataset.log",
+            logs("synthesize_dataset.log"),
         params:
-            root=dataset_root,
-            synthetic=config["dataset"]["synthetic"],
+            dataset=config["dataset"],
         script:
             "../scripts/synthesize_dataset.py"
 
 
 rule ingest:
-    """Read the label files and box files into results/metadata/images.parquet, counting every problem."""
+    """Read the label files and box files into the table of usable images, counting every problem."""
     input:
         labels=label_files(),
     output:
-        images="results/metadata/images.parquet",
-        report="results/metadata/ingest_report.json",
+        images=results("metadata/images.parquet"),
+        report=results("metadata/ingest_report.json"),
     log:
-        "logs/ingest.log",
+        logs("ingest.log"),
     benchmark:
-        "benchmarks/ingest.tsv"
+        benchmarks("ingest.tsv")
     threads: 4
     params:
-        root=dataset_root,
-        label_files=config["dataset"]["label_files"],
-        check_files=config["dataset"]["check_files"],
+        dataset=config["dataset"],
         policies=config["ingest"],
     script:
         "../scripts/ingest.py"
@@ -40,14 +37,14 @@ rule ingest:
 rule split:
     """Choose the subset and split it by subject into train/val/test manifests."""
     input:
-        images="results/metadata/images.parquet",
+        images=results("metadata/images.parquet"),
     output:
-        train="results/splits/train.parquet",
-        val="results/splits/val.parquet",
-        test="results/splits/test.parquet",
-        report="results/splits/split_report.json",
+        train=results("splits/train.parquet"),
+        val=results("splits/val.parquet"),
+        test=results("splits/test.parquet"),
+        report=results("splits/split_report.json"),
     log:
-        "logs/split.log",
+        logs("split.log"),
     params:
         subset=config["subset"],
         split=config["split"],
@@ -58,18 +55,17 @@ rule split:
 rule face_cache:
     """Crop, square and resize every face of one split into a lossless uint8 array."""
     input:
-        manifest="results/splits/{split}.parquet",
+        manifest=results("splits/{split}.parquet"),
     output:
-        faces="results/faces/{split}.npy",
+        faces=results("faces/{split}.npy"),
     log:
-        "logs/face_cache/{split}.log",
+        logs("face_cache/{split}.log"),
     benchmark:
-        "benchmarks/face_cache/{split}.tsv"
-    wildcard_constraints:
-        split="train|val|test",
+        benchmarks("face_cache/{split}.tsv")
     threads: 4
     params:
-        root=DATASET_ROOT,
-        faces=config["faces"],
+        root=config["dataset"]["root"],
+        margin=config["faces"]["margin"],
+        size=config["faces"]["size"],
     script:
         "../scripts/face_cache.py"

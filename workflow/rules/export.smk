@@ -4,23 +4,19 @@
 rule export_onnx:
     """Export one trained model to a single ONNX file with its preprocessing as metadata; check parity on test faces."""
     input:
-        weights="results/models/{name}/weights.safetensors",
-        summary="results/models/{name}/summary.json",
-        test_faces="results/faces/test.npy",
+        weights=model_files("models/{name}")["weights"],
+        summary=model_files("models/{name}")["summary"],
+        test_faces=results("faces/test.npy"),
     output:
-        onnx="results/onnx/{name}.onnx",
-        report="results/onnx/{name}.json",
+        onnx=results("onnx/{name}.onnx"),
+        report=results("onnx/{name}.json"),
     log:
-        "logs/export_onnx/{name}.log",
+        logs("export_onnx/{name}.log"),
     benchmark:
-        "benchmarks/export_onnx/{name}.tsv"
-    wildcard_constraints:
-        name=EXPORT_PATTERN,
+        benchmarks("export_onnx/{name}.tsv")
     threads: 2
-    resources:
-        mem_mb=8000,
     params:
-        model_dir=model_dir,
+        name="{name}",
         face_margin=config["faces"]["margin"],
         face_size=config["faces"]["size"],
         opset=EXPORT["opset"],
@@ -34,23 +30,20 @@ rule export_onnx:
 rule quantize_onnx:
     """Static QDQ INT8 model calibrated on validation faces; its test APCER/BPCER/ACER next to fp32."""
     input:
-        onnx="results/onnx/{name}.onnx",
-        val_faces="results/faces/val.npy",
-        test_faces="results/faces/test.npy",
-        test_manifest="results/splits/test.parquet",
+        fp32=results("onnx/{name}.onnx"),
+        val_faces=results("faces/val.npy"),
+        test_faces=results("faces/test.npy"),
+        test_manifest=results("splits/test.parquet"),
     output:
-        onnx="results/onnx/{name}.int8.onnx",
-        report="results/onnx/{name}.int8.json",
+        onnx=results("onnx/{name}.int8.onnx"),
+        report=results("onnx/{name}.int8.json"),
     log:
-        "logs/quantize_onnx/{name}.log",
+        logs("quantize_onnx/{name}.log"),
     benchmark:
-        "benchmarks/quantize_onnx/{name}.tsv"
-    wildcard_constraints:
-        name=EXPORT_PATTERN,
+        benchmarks("quantize_onnx/{name}.tsv")
     threads: 2
-    resources:
-        mem_mb=8000,
     params:
+        name="{name}",
         calibration_size=EXPORT["int8"]["calibration_size"],
         per_channel=EXPORT["int8"]["per_channel"],
     script:
@@ -65,16 +58,13 @@ rule latency:
     input:
         unpack(latency_inputs),
     output:
-        latency="results/latency/{name}.json",
+        latency=results("latency/{name}.json"),
     log:
-        "logs/latency/{name}.log",
+        logs("latency/{name}.log"),
     benchmark:
-        "benchmarks/latency/{name}.tsv"
-    wildcard_constraints:
-        name=EXPORT_PATTERN,
+        benchmarks("latency/{name}.tsv")
     threads: every_core
     params:
-        model_dir=model_dir,
         warmup=EXPORT["latency"]["warmup"],
         runs=EXPORT["latency"]["runs"],
     script:
@@ -86,21 +76,10 @@ rule table_onnx:
     input:
         unpack(table4_inputs),
     output:
-        csv=report(
-            "results/tables/table4_onnx.csv",
-            caption="../report/table4.rst",
-            category="ONNX",
-            labels={"table": "4 ONNX", "format": "CSV"},
-        ),
-        md=report(
-            "results/tables/table4_onnx.md",
-            caption="../report/table4.rst",
-            category="ONNX",
-            labels={"table": "4 ONNX", "format": "MD"},
-        ),
+        **table_outputs("table4_onnx", "table4.rst", "4 ONNX", "ONNX"),
     log:
-        "logs/tables/table4_onnx.log",
+        logs("tables/table4_onnx.log"),
     params:
         models=EXPORT_MODELS,
     script:
-        "../scripts/table4.py"
+        "../scripts/table4_onnx.py"

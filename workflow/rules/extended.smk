@@ -1,181 +1,180 @@
 # Beyond the paper: seed replicates, the identity-leakage ablation, leave-one-attack-type-out.
-# Extra models live under results/{variant}/ (variant = replicates/seed<N>, leakage,
-# cross_attack/without_<type>) in the main study's layout; the main predict/metrics scripts are reused.
-
-
-include: "extended_common.smk"
-
-
+# Each variant's models live under results/<variant>/ in the main study's layout
+# (variant = replicates/seed<N>, leakage, cross_attack/without_<type>) and are trained,
+# scored and measured by the main rules, reused with `use rule ... as ... with:`.
 rule leakage_split:
     """The main study's subset re-split at image level at random (identities shared): the leakage control."""
     input:
-        train="results/splits/train.parquet",
-        val="results/splits/val.parquet",
-        test="results/splits/test.parquet",
+        train_manifest=results("splits/train.parquet"),
+        val_manifest=results("splits/val.parquet"),
+        test_manifest=results("splits/test.parquet"),
     output:
-        train="results/leakage/splits/train.parquet",
-        val="results/leakage/splits/val.parquet",
-        test="results/leakage/splits/test.parquet",
-        report="results/leakage/splits/split_report.json",
+        train=results("leakage/splits/train.parquet"),
+        val=results("leakage/splits/val.parquet"),
+        test=results("leakage/splits/test.parquet"),
+        report=results("leakage/splits/split_report.json"),
     log:
-        "logs/leakage/split.log",
+        logs("leakage/split.log"),
     params:
         fractions=config["split"]["fractions"],
         seed=LEAKAGE["seed"],
     script:
-        "../scripts/random_split.py"
+        "../scripts/leakage_split.py"
 
 
-rule leakage_face_cache:
-    """Face cache of one split of the random image-level split."""
+use rule face_cache as leakage_face_cache with:
     input:
-        manifest="results/leakage/splits/{split}.parquet",
+        manifest=results("leakage/splits/{split}.parquet"),
     output:
-        faces="results/leakage/faces/{split}.npy",
+        faces=results("leakage/faces/{split}.npy"),
     log:
-        "logs/leakage/face_cache/{split}.log",
+        logs("leakage/face_cache/{split}.log"),
     benchmark:
-        "benchmarks/leakage/face_cache/{split}.tsv"
-    wildcard_constraints:
-        split="train|val|test",
-    threads: 4
-    params:
-        root=DATASET_ROOT,
-        faces=config["faces"],
-    script:
-        "../scripts/face_cache.py"
+        benchmarks("leakage/face_cache/{split}.tsv")
 
 
-rule train_variant:
-    """Train one model of a variant: another seed, the random split, or S0 without one spoof type."""
+use rule train_teacher as leakage_train_teacher with:
     input:
-        unpack(variant_train_inputs),
+        **split_files("train", "val", folder="leakage/"),
+        **pretrained_inputs(config["models"]["teacher"]),
     output:
-        weights="results/{variant}/models/{name}/weights.safetensors",
-        history="results/{variant}/models/{name}/history.csv",
-        summary="results/{variant}/models/{name}/summary.json",
+        **model_files("leakage/models/teacher"),
     log:
-        "logs/{variant}/train/{name}.log",
+        logs("leakage/train/teacher.log"),
     benchmark:
-        "benchmarks/{variant}/train/{name}.tsv"
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
-        name=MODEL_PATTERN,
-    threads: 2
-    resources:
-        gpu=1,
-        cpus_per_gpu=8,
-        mem_mb=16000,
-        runtime=240,
+        benchmarks("leakage/train/teacher.tsv")
+
+
+use rule train_student as leakage_train_student with:
+    input:
+        unpack(leakage_student_inputs),
+    output:
+        **model_files("leakage/models/{scenario}"),
+    log:
+        logs("leakage/train/{scenario}.log"),
+    benchmark:
+        benchmarks("leakage/train/{scenario}.tsv")
     params:
-        config=training_settings,
-        out_dir=model_dir,
-    script:
-        "../scripts/train_variant.py"
+        name="{scenario}",
+        settings=training_settings,
+        variant="leakage",
 
 
-rule predict_variant:
-    """Test and validation scores of one variant model on its own split."""
+use rule train_student as replicate_train_student with:
+    output:
+        **model_files("replicates/seed{seed}/models/{scenario}"),
+    log:
+        logs("replicates/seed{seed}/train/{scenario}.log"),
+    benchmark:
+        benchmarks("replicates/seed{seed}/train/{scenario}.tsv")
+    params:
+        name="{scenario}",
+        settings=training_settings,
+        seed=replicate_seed,
+        variant="replicates/seed{seed}",
+
+
+use rule train_student as cross_attack_train_student with:
+    output:
+        **model_files("cross_attack/without_{spoof_type}/models/{scenario}"),
+    log:
+        logs("cross_attack/without_{spoof_type}/train/{scenario}.log"),
+    benchmark:
+        benchmarks("cross_attack/without_{spoof_type}/train/{scenario}.tsv")
+    params:
+        name="{scenario}",
+        settings=training_settings,
+        exclude_spoof_type="{spoof_type}",
+        variant="cross_attack/without_{spoof_type}",
+
+
+use rule predict as predict_variant with:
     input:
         unpack(variant_predict_inputs),
     output:
-        test="results/{variant}/predictions/{name}.parquet",
-        val="results/{variant}/predictions/val/{name}.parquet",
+        test=results("{variant}/predictions/{name}.parquet"),
+        val=results("{variant}/predictions/val/{name}.parquet"),
     log:
-        "logs/{variant}/predict/{name}.log",
+        logs("{variant}/predict/{name}.log"),
     benchmark:
-        "benchmarks/{variant}/predict/{name}.tsv"
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
-        name=MODEL_PATTERN,
-    threads: 2
-    params:
-        model_dir=model_dir,
-        batch_size=config["train"]["batch_size"],
-        device=config["train"]["device"],
-        threshold=EVAL["threshold"],
-    script:
-        "../scripts/predict.py"
+        benchmarks("{variant}/predict/{name}.tsv")
 
 
-rule metrics_variant:
-    """Every metric of one variant model on its test split (same settings as the main metrics)."""
+use rule metrics as metrics_variant with:
     input:
-        test="results/{variant}/predictions/{name}.parquet",
-        val="results/{variant}/predictions/val/{name}.parquet",
+        test=results("{variant}/predictions/{name}.parquet"),
+        val=results("{variant}/predictions/val/{name}.parquet"),
     output:
-        metrics="results/{variant}/metrics/{name}.json",
+        metrics=results("{variant}/metrics/{name}.json"),
     log:
-        "logs/{variant}/metrics/{name}.log",
-    wildcard_constraints:
-        variant=VARIANT_PATTERN,
-        name=MODEL_PATTERN,
-    threads: 1
-    params:
-        settings={k: EVAL[k] for k in METRIC_SETTINGS},
-    script:
-        "../scripts/metrics.py"
+        logs("{variant}/metrics/{name}.log"),
+    benchmark:
+        benchmarks("{variant}/metrics/{name}.tsv")
 
 
 rule table_replicates:
     """Mean, SD and t-interval of each metric across seeds, paired t-tests, and the spread figure."""
     input:
-        metrics=replicate_metric_files,
+        metrics=replicate_metric_files(),
     output:
-        **extended_table_outputs(
-            "replicates", "replicates.rst", "seed replicates", figure=True
+        **table_outputs(
+            "replicates", "replicates.rst", "seed replicates", "Beyond the paper"
+        ),
+        **figure_outputs(
+            "replicates", "replicates.rst", "seed replicates", "Beyond the paper"
         ),
     log:
-        "logs/tables/replicates.log",
+        logs("tables/replicates.log"),
     params:
-        table="replicates",
         scenarios=REPLICATES["scenarios"],
         seeds=REPLICATES["seeds"],
         reference=REPLICATES["reference"],
         level=EVAL["ci_level"],
     script:
-        "../scripts/extended_tables.py"
+        "../scripts/table_replicates.py"
 
 
 rule table_leakage:
     """ACER, APCER, BPCER, F1 on the subject-disjoint vs the random split, with bootstrap intervals."""
     input:
-        disjoint=expand("results/predictions/{name}.parquet", name=LEAKAGE["scenarios"]),
-        random=expand(
-            "results/leakage/predictions/{name}.parquet", name=LEAKAGE["scenarios"]
-        ),
-        disjoint_train="results/splits/train.parquet",
-        disjoint_test="results/splits/test.parquet",
-        random_train="results/leakage/splits/train.parquet",
-        random_test="results/leakage/splits/test.parquet",
+        disjoint=[results(f"predictions/{s}.parquet") for s in LEAKAGE["scenarios"]],
+        random=[
+            results(f"leakage/predictions/{s}.parquet") for s in LEAKAGE["scenarios"]
+        ],
+        disjoint_train=results("splits/train.parquet"),
+        disjoint_test=results("splits/test.parquet"),
+        random_train=results("leakage/splits/train.parquet"),
+        random_test=results("leakage/splits/test.parquet"),
     output:
-        **extended_table_outputs("leakage", "leakage.rst", "identity leakage"),
+        **table_outputs(
+            "leakage", "leakage.rst", "identity leakage", "Beyond the paper"
+        ),
     log:
-        "logs/tables/leakage.log",
+        logs("tables/leakage.log"),
     params:
-        table="leakage",
         scenarios=LEAKAGE["scenarios"],
         bootstrap_n=EVAL["bootstrap_n"],
         seed=EVAL["seed"],
         level=EVAL["ci_level"],
     script:
-        "../scripts/extended_tables.py"
+        "../scripts/table_leakage.py"
 
 
 rule table_cross_attack:
     """APCER on each left-out spoof type next to the main S0's APCER on that type."""
     input:
         unseen=cross_attack_predictions,
-        seen="results/predictions/S0.parquet",
+        seen=results("predictions/S0.parquet"),
     output:
-        **extended_table_outputs("cross_attack", "cross_attack.rst", "cross attack"),
+        **table_outputs(
+            "cross_attack", "cross_attack.rst", "cross attack", "Beyond the paper"
+        ),
     log:
-        "logs/tables/cross_attack.log",
+        logs("tables/cross_attack.log"),
     params:
-        table="cross_attack",
         spoof_types=CROSS_ATTACK["spoof_types"],
         bootstrap_n=EVAL["bootstrap_n"],
         seed=EVAL["seed"],
         level=EVAL["ci_level"],
     script:
-        "../scripts/extended_tables.py"
+        "../scripts/table_cross_attack.py"

@@ -9,9 +9,11 @@ localrules:
 rule fetch_pretrained:
     """Download ImageNet weights of a timm model into resources/pretrained/ as safetensors."""
     output:
-        weights="resources/pretrained/{arch}.safetensors",
+        weights=os.path.join(config["models"]["pretrained_dir"], "{arch}.safetensors"),
     log:
-        "logs/fetch_pretrained/{arch}.log",
+        logs("fetch_pretrained/{arch}.log"),
+    params:
+        arch="{arch}",
     script:
         "../scripts/fetch_pretrained.py"
 
@@ -21,20 +23,15 @@ rule train_teacher:
     input:
         **teacher_inputs(),
     output:
-        **model_outputs("teacher"),
+        **model_files("models/teacher"),
     log:
-        "logs/train/teacher.log",
+        logs("train/teacher.log"),
     benchmark:
-        "benchmarks/train/teacher.tsv"
+        benchmarks("train/teacher.tsv")
     threads: 2
-    resources:
-        gpu=1,
-        cpus_per_gpu=8,
-        mem_mb=16000,
-        runtime=240,
     params:
-        config=training_settings,
-        out_dir=model_dir,
+        name="teacher",
+        settings=training_settings,
     script:
         "../scripts/train.py"
 
@@ -44,21 +41,14 @@ rule train_student:
     input:
         unpack(student_inputs),
     output:
-        **model_outputs("{scenario}"),
+        **model_files("models/{scenario}"),
     log:
-        "logs/train/{scenario}.log",
+        logs("train/{scenario}.log"),
     benchmark:
-        "benchmarks/train/{scenario}.tsv"
-    wildcard_constraints:
-        scenario="|".join(SCENARIOS),
+        benchmarks("train/{scenario}.tsv")
     threads: 2
-    resources:
-        gpu=1,
-        cpus_per_gpu=8,
-        mem_mb=16000,
-        runtime=240,
     params:
-        config=training_settings,
-        out_dir=model_dir,
+        name="{scenario}",
+        settings=training_settings,
     script:
         "../scripts/train.py"

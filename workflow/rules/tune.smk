@@ -8,23 +8,17 @@ rule tune_worker:
     input:
         unpack(tune_inputs),
     output:
-        done="results/optuna/{scenario}/workers/{worker}.json",
+        done=results("optuna/{scenario}/workers/{worker}.json"),
     log:
-        "logs/tune/{scenario}/worker{worker}.log",
+        logs("tune/{scenario}/worker{worker}.log"),
     benchmark:
-        "benchmarks/tune/{scenario}/worker{worker}.tsv"
-    wildcard_constraints:
-        scenario=TUNED_PATTERN,
-        worker=r"\d+",
+        benchmarks("tune/{scenario}/worker{worker}.tsv")
     threads: 2
-    resources:
-        gpu=1,
-        cpus_per_gpu=8,
-        mem_mb=16000,
-        runtime=600,
     params:
-        config=tune_settings,
-        journal="results/optuna/{scenario}/journal.log",
+        scenario="{scenario}",
+        worker="{worker}",
+        settings=tuning_settings,
+        journal=results("optuna/{scenario}/journal.log"),
     script:
         "../scripts/tune_worker.py"
 
@@ -34,29 +28,30 @@ rule tune_study:
     input:
         workers=tune_worker_outputs,
     output:
-        best_params="results/optuna/{scenario}/best_params.json",
-        trials="results/optuna/{scenario}/trials.parquet",
-        history=report(
-            "results/optuna/{scenario}/history.png",
-            caption="../report/optuna_history.rst",
-            category="Optuna",
-            labels={"scenario": "{scenario}", "figure": "optimisation history"},
+        best_params=results("optuna/{scenario}/best_params.json"),
+        trials=results("optuna/{scenario}/trials.parquet"),
+        history=report_file(
+            results("optuna/{scenario}/history.png"),
+            "optuna_history.rst",
+            "Optuna",
+            scenario="{scenario}",
+            figure="optimisation history",
         ),
-        importance=report(
-            "results/optuna/{scenario}/importance.png",
-            caption="../report/optuna_importance.rst",
-            category="Optuna",
-            labels={"scenario": "{scenario}", "figure": "parameter importance"},
+        importance=report_file(
+            results("optuna/{scenario}/importance.png"),
+            "optuna_importance.rst",
+            "Optuna",
+            scenario="{scenario}",
+            figure="parameter importance",
         ),
     log:
-        "logs/tune/{scenario}/study.log",
+        logs("tune/{scenario}/study.log"),
     benchmark:
-        "benchmarks/tune/{scenario}/study.tsv"
-    wildcard_constraints:
-        scenario=TUNED_PATTERN,
+        benchmarks("tune/{scenario}/study.tsv")
     threads: 1
     params:
-        config=tune_settings,
-        journal="results/optuna/{scenario}/journal.log",
+        scenario="{scenario}",
+        settings=tuning_settings,
+        journal=results("optuna/{scenario}/journal.log"),
     script:
         "../scripts/tune_study.py"

@@ -1,24 +1,5 @@
-"""Rule export_onnx: thin wrapper around fasflow.export.export_trained."""
+"""Rule export_onnx: fasflow.steps.run_export_onnx with the rule's named inputs, outputs and params."""
 
-from fasflow.export import export_trained
-from fasflow.runlog import run_step
-from fasflow.seeding import set_threads
+from fasflow.steps import run_export_onnx, run_rule
 
-sm = snakemake  # noqa: F821
-set_threads(sm.threads)
-run_step(
-    lambda: export_trained(
-        sm.wildcards.name,
-        sm.params.model_dir,
-        sm.output.onnx,
-        sm.output.report,
-        sm.input.test_faces,
-        face_margin=sm.params.face_margin,
-        face_size=sm.params.face_size,
-        opset=sm.params.opset,
-        fold_constants=sm.params.fold_constants,
-        atol=sm.params.atol,
-        rtol=sm.params.rtol,
-    ),
-    sm.log[0],
-)
+run_rule(run_export_onnx, snakemake)  # noqa: F821

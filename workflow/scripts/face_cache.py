@@ -1,19 +1,5 @@
-"""Rule face_cache: thin wrapper around fasflow.pipeline.run_face_cache."""
+"""Rule face_cache (and leakage_face_cache): fasflow.steps.run_face_cache with the rule's named inputs, outputs and params."""
 
-from fasflow.pipeline import run_face_cache
-from fasflow.runlog import run_step
-from fasflow.seeding import set_threads
+from fasflow.steps import run_face_cache, run_rule
 
-sm = snakemake  # noqa: F821
-set_threads(sm.threads)
-run_step(
-    lambda: run_face_cache(
-        sm.input.manifest,
-        sm.params.root,
-        sm.params.faces["margin"],
-        sm.params.faces["size"],
-        sm.threads,
-        sm.output.faces,
-    ),
-    sm.log[0],
-)
+run_rule(run_face_cache, snakemake)  # noqa: F821

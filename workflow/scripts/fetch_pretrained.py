@@ -1,14 +1,5 @@
-"""Rule fetch_pretrained: thin wrapper around fasflow.models.fetch_pretrained."""
+"""Rule fetch_pretrained: fasflow.steps.run_fetch_pretrained with the rule's named inputs, outputs and params."""
 
-from fasflow.models import fetch_pretrained
-from fasflow.runlog import get_logger, run_step
+from fasflow.steps import run_fetch_pretrained, run_rule
 
-sm = snakemake  # noqa: F821
-
-
-def main():
-    get_logger().info("fetching ImageNet weights of %s with timm", sm.wildcards.arch)
-    fetch_pretrained(sm.wildcards.arch, sm.output.weights)
-
-
-run_step(main, sm.log[0])
+run_rule(run_fetch_pretrained, snakemake)  # noqa: F821

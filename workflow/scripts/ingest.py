@@ -1,18 +1,5 @@
-"""Rule ingest: thin wrapper around fasflow.pipeline.run_ingest."""
+"""Rule ingest: fasflow.steps.run_ingest with the rule's named inputs, outputs and params."""
 
-from fasflow.pipeline import run_ingest
-from fasflow.runlog import run_step
+from fasflow.steps import run_ingest, run_rule
 
-sm = snakemake  # noqa: F821
-run_step(
-    lambda: run_ingest(
-        sm.params.root,
-        sm.params.label_files,
-        sm.params.policies,
-        sm.params.check_files,
-        sm.threads,
-        sm.output.images,
-        sm.output.report,
-    ),
-    sm.log[0],
-)
+run_rule(run_ingest, snakemake)  # noqa: F821

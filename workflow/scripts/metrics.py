@@ -1,9 +1,5 @@
-"""Rule metrics: thin wrapper around fasflow.metrics.run_metrics."""
+"""Rule metrics (and metrics_variant): fasflow.steps.run_metrics with the rule's named inputs, outputs and params."""
 
-from fasflow.metrics import run_metrics
-from fasflow.runlog import run_step
-from fasflow.seeding import set_threads
+from fasflow.steps import run_metrics, run_rule
 
-sm = snakemake  # noqa: F821
-set_threads(sm.threads)
-run_step(lambda: run_metrics(sm.input.test, sm.input.val, sm.output.metrics, sm.params.settings), sm.log[0])
+run_rule(run_metrics, snakemake)  # noqa: F821

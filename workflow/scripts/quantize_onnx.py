@@ -1,22 +1,5 @@
-"""Rule quantize_onnx: thin wrapper around fasflow.quantize.quantize_trained."""
+"""Rule quantize_onnx: fasflow.steps.run_quantize_onnx with the rule's named inputs, outputs and params."""
 
-from fasflow.quantize import quantize_trained
-from fasflow.runlog import run_step
-from fasflow.seeding import set_threads
+from fasflow.steps import run_quantize_onnx, run_rule
 
-sm = snakemake  # noqa: F821
-set_threads(sm.threads)
-run_step(
-    lambda: quantize_trained(
-        sm.wildcards.name,
-        sm.input.onnx,
-        sm.output.onnx,
-        sm.output.report,
-        sm.input.val_faces,
-        sm.input.test_faces,
-        sm.input.test_manifest,
-        calibration_size=sm.params.calibration_size,
-        per_channel=sm.params.per_channel,
-    ),
-    sm.log[0],
-)
+run_rule(run_quantize_onnx, snakemake)  # noqa: F821

@@ -1,18 +1,5 @@
-"""Rule split: thin wrapper around fasflow.pipeline.run_subset_and_split."""
+"""Rule split: fasflow.steps.run_split with the rule's named inputs, outputs and params."""
 
-from fasflow.pipeline import run_subset_and_split
-from fasflow.runlog import run_step
+from fasflow.steps import run_split, run_rule
 
-sm = snakemake  # noqa: F821
-run_step(
-    lambda: run_subset_and_split(
-        sm.input.images,
-        sm.params.subset["n_images"],
-        sm.params.subset["seed"],
-        sm.params.split["fractions"],
-        sm.params.split["seed"],
-        {"train": sm.output.train, "val": sm.output.val, "test": sm.output.test},
-        sm.output.report,
-    ),
-    sm.log[0],
-)
+run_rule(run_split, snakemake)  # noqa: F821

@@ -1,15 +1,5 @@
-"""Rule tune_study: best parameters, trials table and figures of a finished Optuna study."""
+"""Rule tune_study: fasflow.steps.run_tune_study with the rule's named inputs, outputs and params."""
 
-from fasflow.runlog import run_step
-from fasflow.seeding import set_threads
-from fasflow.tune import summarize
+from fasflow.steps import run_tune_study, run_rule
 
-sm = snakemake  # noqa: F821
-
-
-def main():
-    set_threads(sm.threads)
-    summarize(sm.params.config, sm.wildcards.scenario, sm.params.journal, dict(sm.output.items()))
-
-
-run_step(main, sm.log[0])
+run_rule(run_tune_study, snakemake)  # noqa: F821

@@ -1,0 +1,467 @@
+"""The workflow's steps: one `run_<rule>` function per Snakemake rule, and how a rule calls it.
+
+Every rule's script is two lines: `run_rule(steps.run_<rule>, snakemake)`. `run_rule` calls the
+step with the rule's named inputs, outputs and params as keyword arguments (plus `threads`
+when the step takes it), so the names in a rule are the names of its step's arguments, and
+the declared paths are the only paths a step touches. Steps hold no science: they read files,
+call the module that owns the concept, and write the declared outputs.
+
+Reading order follows the data: dataset -> splits -> faces -> training -> tuning ->
+prediction and metrics -> tables and figures -> export; then the studies beyond the paper.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from . import io
+from .errors import DataError, FasflowError
+from .runlog import get_logger, run_logged
+
+
+def run_rule(step: Callable, smk) -> None:
+    """Run `step` for the Snakemake job `smk` (the `snakemake` object of a rule's script)."""
+    from .seeding import set_threads
+
+    def main() -> None:
+        kwargs: dict = {}
+        for section, values in (("input", smk.input), ("output", smk.output), ("params", smk.params)):
+            named = dict(values.items())
+            if sum(len(v) if isinstance(v, list) else 1 for v in named.values()) != len(values) and section != "params":
+                raise FasflowError(f"rule {smk.rule}: every {section} must be named (the names are the step's arguments)")
+            for name, value in named.items():
+                if name in kwargs:
+                    raise FasflowError(f"rule {smk.rule}: {name!r} is both an input/output/param name")
+                kwargs[name] = _plain(value)
+        if "threads" in inspect.signature(step).parameters:
+            kwargs["threads"] = smk.threads
+        set_threads(smk.threads)
+        get_logger().info("rule %s: %s", smk.rule, step.__name__)
+        step(**kwargs)
+
+    run_logged(main, smk.log[0] if smk.log else None)
+
+
+def _plain(value):
+    """Snakemake's path and list types as plain str and list (what the package expects)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------
+# dataset
+
+
+def run_synthesize_dataset(labels: Sequence[str], dataset: Mapping) -> None:
+    """The synthetic CelebA-Spoof-format dataset at dataset.root (demo and tests)."""
+    from .synth import generate
+
+    synthetic = dataset["synthetic"]
+    counts = generate(dataset["root"], synthetic["n_subjects"], synthetic["images_per_subject"], synthetic["seed"])
+    missing = [p for p in labels if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"the synthetic dataset has no label file {missing[0]} (dataset.label_files)")
+    get_logger().info("synthetic dataset written: %s", counts)
+
+
+def run_ingest(labels: Sequence[str], images: str, report: str, dataset: Mapping, policies: Mapping, threads: int = 1) -> dict:
+    """Label files + box files under dataset.root -> the table of usable images and the problem report."""
+    from .ingest import ingest
+
+    root = Path(dataset["root"])
+    relative = [_relative_to(p, root, "dataset.label_files") for p in labels]
+    log = get_logger()
+    log.info("ingest: reading %s under %s", ", ".join(relative), root)
+    table, counts = ingest(root, relative, policies, check_files=dataset["check_files"], threads=threads)
+    io.write_parquet(images, table)
+    io.write_json(report, counts)
+    log.info("ingest: %d listed, %d usable; flagged %s", counts["listed"], counts["usable"], counts["skipped_or_flagged"])
+    return counts
+
+
+def _relative_to(path: str, root: Path, key: str) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        raise DataError(f"{path} is not inside dataset.root ({root}); see {key}") from None
+
+
+def run_split(images: str, train: str, val: str, test: str, report: str, subset: Mapping, split: Mapping) -> dict:
+    """The study's subset, split by subject into train/val/test manifests and their report."""
+    from .splits import SPLITS, choose_subset, split_report, split_subjects
+
+    table = pl.read_parquet(images)
+    chosen = choose_subset(table, subset["n_images"], subset["seed"])
+    splits = split_subjects(chosen, split["fractions"], split["seed"])  # raises before anything is written
+    summary = split_report(splits, split["fractions"])
+    for name, path in zip(SPLITS, (train, val, test)):
+        io.write_parquet(path, splits[name])
+    io.write_json(report, summary)
+    for name in SPLITS:
+        s = summary["splits"][name]
+        get_logger().info("split %s: %d images, %d subjects, %d live, %d spoof", name, s["images"], s["subjects"], s["live"], s["spoof"])
+    return summary
+
+
+def run_face_cache(manifest: str, faces: str, root: str, margin: float, size: int, threads: int = 1) -> None:
+    """Crop, square and resize every face of one split manifest into a uint8 array, in manifest order."""
+    from .faces import build_face_cache
+
+    table = pl.read_parquet(manifest)
+    whole = int(table["box_x"].is_null().sum())
+    get_logger().info(
+        "faces: cropping %d images of %s to %dpx (%d without a usable box use the whole image)", table.height, Path(manifest).name, size, whole
+    )
+    io.write_npy(faces, build_face_cache(table, root, margin, size, threads=threads))
+
+
+# ---------------------------------------------------------------------------
+# training and tuning
+
+
+def load_split(faces: str, manifest: str, exclude_spoof_type: str | None = None, require_excluded: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Faces (memory-mapped) and labels of a split, optionally without one spoof type.
+
+    `require_excluded`: the split must hold the left-out type (leaving out a type training
+    never had would measure nothing).
+    """
+    from . import SPOOF_TYPE_CODES
+    from .data import load_faces
+
+    array, table = load_faces(faces, manifest)
+    labels = table["label"].to_numpy().astype(np.int64)
+    if exclude_spoof_type is None:
+        return array, labels
+    keep = table["spoof_type"].to_numpy() != SPOOF_TYPE_CODES[exclude_spoof_type]
+    if require_excluded and keep.all():
+        raise DataError(f"{manifest}: no image of spoof type {exclude_spoof_type} to leave out")
+    return np.ascontiguousarray(array[keep]), labels[keep]
+
+
+def load_teacher(weights: str | None, summary: str | None):
+    """The frozen teacher of a distilled run (None when the run is not distilled)."""
+    from .models import frozen, load_trained
+
+    if weights is None:
+        return None
+    return frozen(load_trained(weights, summary)[0])
+
+
+def run_train(
+    name: str,
+    settings: Mapping,
+    weights: str,
+    history: str,
+    summary: str,
+    train_faces: str,
+    train_manifest: str,
+    val_faces: str,
+    val_manifest: str,
+    pretrained: str | None = None,
+    teacher_weights: str | None = None,
+    teacher_summary: str | None = None,
+    best_params: str | None = None,
+    seed: int | None = None,
+    exclude_spoof_type: str | None = None,
+    variant: str | None = None,
+) -> dict:
+    """Train one model (the teacher, a scenario, or a variant of one) and write its three files.
+
+    `settings` is fasflow.config.run_settings; `best_params` the Optuna result of a tuned
+    scenario; `seed` another training seed (replicates); `exclude_spoof_type` a type left out of
+    train and validation (leave-one-attack-type-out); `variant` names the variant in summary.json.
+    """
+    from .train import train_config, train_model
+
+    tuned = io.read_json(best_params)["params"] if best_params else None
+    cfg = train_config(name, settings["arch"], settings["train"], settings["hyperparameters"], pretrained, tuned, seed)
+    if cfg.distill and teacher_weights is None:
+        raise DataError(f"{name}: a distilled run needs the teacher's weights")
+    train = load_split(train_faces, train_manifest, exclude_spoof_type, require_excluded=True)
+    val = load_split(val_faces, val_manifest, exclude_spoof_type)
+    outputs = {"weights": weights, "history": history, "summary": summary}
+    result = train_model(cfg, *train, *val, outputs, teacher=load_teacher(teacher_weights, teacher_summary))
+    if variant is not None:
+        # A model file explains itself: which variant it is and what it was trained on.
+        info = io.read_json(summary)
+        info["variant"] = {
+            "name": variant,
+            "seed": cfg.seed,
+            "excluded_spoof_type": exclude_spoof_type,
+            "train_images": int(len(train[1])),
+            "val_images": int(len(val[1])),
+        }
+        io.write_json(summary, info)
+    return result
+
+
+def run_tune_worker(
+    scenario: str,
+    worker: int,
+    settings: Mapping,
+    journal: str,
+    done: str,
+    train_faces: str,
+    train_manifest: str,
+    val_faces: str,
+    val_manifest: str,
+    pretrained: str | None = None,
+    teacher_weights: str | None = None,
+    teacher_summary: str | None = None,
+) -> dict:
+    """One worker of a scenario's Optuna study: trials until the study has tune.n_trials."""
+    from .tune import objective
+    from .tune_journal import run_worker
+
+    train = load_split(train_faces, train_manifest)
+    val = load_split(val_faces, val_manifest)
+    teacher = load_teacher(teacher_weights, teacher_summary)
+    # Face caches are large: the manifests they mirror row by row stand in for them.
+    fingerprinted = {"train_manifest": train_manifest, "val_manifest": val_manifest}
+    fingerprinted.update({k: v for k, v in (("pretrained", pretrained), ("teacher", teacher_weights)) if v})
+    result = run_worker(
+        settings, scenario, int(worker), journal,
+        lambda trial: objective(trial, settings, scenario, train, val, teacher, pretrained),
+        input_files=fingerprinted,
+    )
+    io.write_json(done, result)
+    return result
+
+
+def run_tune_study(scenario: str, settings: Mapping, journal: str, workers: Sequence[str], best_params: str, trials: str, history: str, importance: str) -> dict:
+    """Best parameters (read by the final training), trials table and figures of a finished study."""
+    from .tune import summarize
+
+    return summarize(settings, scenario, journal, {"best_params": best_params, "trials": trials, "history": history, "importance": importance})
+
+
+def run_fetch_pretrained(arch: str, weights: str) -> None:
+    """ImageNet weights of a timm architecture, downloaded once where the workflow is launched."""
+    from .models import fetch_pretrained
+
+    get_logger().info("fetching ImageNet weights of %s with timm", arch)
+    fetch_pretrained(arch, weights)
+
+
+# ---------------------------------------------------------------------------
+# prediction and metrics
+
+
+def run_predict(
+    weights: str,
+    summary: str,
+    val_faces: str,
+    val_manifest: str,
+    test_faces: str,
+    test_manifest: str,
+    val: str,
+    test: str,
+    batch_size: int,
+    device: str,
+) -> None:
+    """P(spoof) of one trained model on the validation split (thresholds) and the test split."""
+    from .data import load_faces
+    from .models import load_trained
+    from .predict import predict_split
+
+    log = get_logger()
+    model, info = load_trained(weights, summary)
+    log.info("model %s (%s, input %d) on %s", info["name"], info["arch"], info["input_size"], device)
+    for split, faces_path, manifest_path, out in (("val", val_faces, val_manifest, val), ("test", test_faces, test_manifest, test)):
+        try:
+            faces, manifest = load_faces(faces_path, manifest_path)
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+        predictions = predict_split(model, faces, manifest, int(info["input_size"]), batch_size, device)
+        io.write_parquet(out, predictions)
+        log.info("%s: %d images, %d predicted spoof -> %s", split, predictions.height, int(predictions["pred"].sum()), out)
+
+
+def run_metrics(test: str, val: str, metrics: str, bootstrap_n: int, seed: int, ci_level: float, bpcer_at_apcer: Sequence[float], threshold: float) -> dict:
+    """Every metric of one model on test (with validation-fixed thresholds) and subject-bootstrap CIs."""
+    from .metrics import evaluate, read_predictions
+
+    result = evaluate(
+        read_predictions(test), read_predictions(val), threshold=threshold, bpcer_at_apcer=bpcer_at_apcer,
+        n_resamples=bootstrap_n, seed=seed, level=ci_level, test_source=test, val_source=val,
+    )
+    io.write_json(metrics, result)
+    get_logger().info(
+        "%s: accuracy %.4f F1 %.4f APCER %.4f BPCER %.4f ACER %.4f",
+        test, *(result[k] if result[k] is not None else float("nan") for k in ("accuracy", "f1", "apcer", "bpcer", "acer")),
+    )
+    return result
+
+
+# ---------------------------------------------------------------------------
+# tables and figures (inputs are lists in the order of `models`)
+
+
+def run_table1_configuration(
+    summaries: Sequence[str], best_params: Sequence[str], models: Sequence[str], scenarios: Mapping, tune: Mapping, csv: str, md: str
+) -> None:
+    """Table 1: the hyperparameters each scenario was trained with (`best_params`: of the tuned ones, in order)."""
+    from .tables import write_table1
+
+    tuned = [m for m in models if scenarios[m]["tune"]]
+    write_table1(dict(zip(models, summaries)), scenarios, dict(zip(tuned, best_params)), tune, csv, md)
+
+
+def run_table2_classification(metrics: Sequence[str], predictions: Sequence[str], models: Sequence[str], reference: str, csv: str, md: str) -> None:
+    """Table 2: accuracy, precision, recall, F1, ROC-AUC with CIs and comparisons with the reference."""
+    from .tables import write_table2
+
+    write_table2(dict(zip(models, metrics)), dict(zip(models, predictions)), reference, csv, md)
+
+
+def run_table3_antispoofing(metrics: Sequence[str], models: Sequence[str], bpcer_at_apcer: Sequence[float], csv: str, md: str) -> None:
+    """Table 3: ISO/IEC 30107-3 metrics with CIs."""
+    from .tables import write_table3
+
+    write_table3(dict(zip(models, metrics)), bpcer_at_apcer, csv, md)
+
+
+def run_apcer_per_type(metrics: Sequence[str], models: Sequence[str], csv: str, md: str) -> None:
+    """APCER of each spoof type (PAI species) per model."""
+    from .tables import write_apcer_per_type
+
+    write_apcer_per_type(dict(zip(models, metrics)), csv, md)
+
+
+def _metrics_of(models: Sequence[str], paths: Sequence[str]) -> dict:
+    from .tables import load_metrics
+
+    return load_metrics(dict(zip(models, paths)))
+
+
+def run_figure_confusion_matrices(metrics: Sequence[str], models: Sequence[str], png: str, pdf: str) -> None:
+    """Figure 1: confusion matrices of every model."""
+    from .figures import confusion_matrices
+
+    confusion_matrices(_metrics_of(models, metrics), [png, pdf])
+
+
+def run_figure_comparison(metrics: Sequence[str], models: Sequence[str], png: str, pdf: str) -> None:
+    """Figure 2: F1 and APCER/BPCER/ACER per model with CI error bars."""
+    from .figures import comparison_bars
+
+    comparison_bars(_metrics_of(models, metrics), [png, pdf])
+
+
+def run_figure_apcer_per_type(metrics: Sequence[str], models: Sequence[str], png: str, pdf: str) -> None:
+    """Heat map of APCER per spoof type and model."""
+    from .figures import apcer_heatmap
+
+    apcer_heatmap(_metrics_of(models, metrics), [png, pdf])
+
+
+def run_figure_curves(predictions: Sequence[str], models: Sequence[str], curve: str, png: str, pdf: str) -> None:
+    """ROC or DET curves of every model on the test split."""
+    from .figures import det_curves, roc_curves
+    from .metrics import read_predictions
+
+    draw = {"roc": roc_curves, "det": det_curves}[curve]
+    draw({name: read_predictions(p) for name, p in zip(models, predictions)}, [png, pdf])
+
+
+def run_figure_training(history: str, summary: str, name: str, png: str, pdf: str) -> None:
+    """Training curves of one model."""
+    from .figures import write_training_curves
+
+    write_training_curves(history, summary, name, [png, pdf])
+
+
+# ---------------------------------------------------------------------------
+# export
+
+
+def run_export_onnx(
+    name: str, weights: str, summary: str, test_faces: str, onnx: str, report: str,
+    face_margin: float, face_size: int, opset: int, fold_constants: bool, atol: float, rtol: float,
+) -> dict:
+    """One trained model as a self-describing ONNX file, parity-checked against PyTorch on the test faces."""
+    from .export import export_trained
+
+    return export_trained(name, weights, summary, onnx, report, test_faces, face_margin, face_size, opset, fold_constants, atol, rtol)
+
+
+def run_quantize_onnx(
+    name: str, fp32: str, val_faces: str, test_faces: str, test_manifest: str, onnx: str, report: str, calibration_size: int, per_channel: bool
+) -> dict:
+    """Static INT8 model calibrated on validation faces, with its test metrics next to FP32's."""
+    from .quantize import quantize_trained
+
+    return quantize_trained(name, fp32, onnx, report, val_faces, test_faces, test_manifest, calibration_size=calibration_size, per_channel=per_channel)
+
+
+def run_latency(weights: str, summary: str, onnx: str, latency: str, warmup: int, runs: int, threads: int = 1, int8: str | None = None) -> dict:
+    """Batch-1 CPU latency of every engine at 1 thread and at all the job's cores."""
+    from .latency import measure_trained
+
+    return measure_trained(weights, summary, onnx, latency, threads=threads, warmup=warmup, runs=runs, int8_path=int8)
+
+
+def run_table4_onnx(exports: Sequence[str], latencies: Sequence[str], models: Sequence[str], csv: str, md: str, int8: Sequence[str] = ()) -> None:
+    """Table 4: parameters, ONNX size, CPU latency and parity per model."""
+    from .latency import table4_rows, write_table4
+
+    rows = table4_rows(models, dict(zip(models, exports)), dict(zip(models, latencies)), dict(zip(models, int8)) if int8 else None)
+    write_table4(rows, csv, md)
+
+
+# ---------------------------------------------------------------------------
+# beyond the paper
+
+
+def run_leakage_split(
+    train_manifest: str, val_manifest: str, test_manifest: str, train: str, val: str, test: str, report: str, fractions: Mapping, seed: int
+) -> dict:
+    """The main study's subset re-split at image level at random (identities shared): the leakage control."""
+    from .splits import SPLITS, identity_overlap, split_images, split_report
+
+    subset = pl.concat([pl.read_parquet(p) for p in (train_manifest, val_manifest, test_manifest)])
+    splits = split_images(subset, dict(fractions), seed)
+    summary = split_report(splits, dict(fractions))
+    summary["method"] = "image-level random split, stratified by spoof type (identities shared)"
+    summary["subject_overlap"] = identity_overlap(splits["train"], splits["test"])
+    for name, path in zip(SPLITS, (train, val, test)):
+        io.write_parquet(path, splits[name])
+    io.write_json(report, summary)
+    return summary
+
+
+def run_table_replicates(metrics: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], reference: str, level: float, csv: str, md: str, png: str, pdf: str) -> None:
+    """Seed replicates: mean, SD and t-interval per metric, paired t-tests, spread figure."""
+    from .extended import write_replicates
+
+    # Inputs are listed scenario by scenario, seed by seed (replicate_metric_files in the workflow).
+    files = iter(metrics)
+    paths = {s: {seed: next(files) for seed in seeds} for s in scenarios}
+    write_replicates(paths, reference, level, csv, md, [png, pdf])
+
+
+def run_table_leakage(
+    disjoint: Sequence[str], random: Sequence[str], disjoint_train: str, disjoint_test: str, random_train: str, random_test: str,
+    scenarios: Sequence[str], bootstrap_n: int, seed: int, level: float, csv: str, md: str,
+) -> None:
+    """Identity leakage: each scenario on the random vs the subject-disjoint split."""
+    from .extended import write_leakage
+
+    paths = {s: {"disjoint": d, "random": r} for s, d, r in zip(scenarios, disjoint, random)}
+    manifests = {"disjoint": (disjoint_train, disjoint_test), "random": (random_train, random_test)}
+    write_leakage(paths, manifests, bootstrap_n, seed, level, csv, md)
+
+
+def run_table_cross_attack(unseen: Sequence[str], seen: str, spoof_types: Sequence[str], bootstrap_n: int, seed: int, level: float, csv: str, md: str) -> None:
+    """Leave-one-attack-type-out: APCER on each left-out type next to the main S0's."""
+    from .extended import write_cross_attack
+
+    write_cross_attack(dict(zip(spoof_types, unseen)), seen, bootstrap_n, seed, level, csv, md)
