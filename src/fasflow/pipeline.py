@@ -11,7 +11,7 @@ from . import io
 from .faces import build_face_cache
 from .ingest import ingest
 from .runlog import get_logger
-from .splits import SPLITS, choose_subset, split_report, split_subjects
+from .splits import PAPER_PROTOCOL, run_split
 
 
 def run_ingest(root, label_files, policies, check_files, threads, images_out, report_out) -> dict:
@@ -25,18 +25,13 @@ def run_ingest(root, label_files, policies, check_files, threads, images_out, re
 
 
 def run_subset_and_split(images_path, n_images, subset_seed, fractions, split_seed, split_paths: dict, report_out) -> dict:
-    log = get_logger()
-    images = pl.read_parquet(images_path)
-    subset = choose_subset(images, n_images, subset_seed)
-    splits = split_subjects(subset, fractions, split_seed)  # raises before anything is written
-    report = split_report(splits, fractions)
-    for name in SPLITS:
-        io.write_parquet(split_paths[name], splits[name])
-    io.write_json(report_out, report)
-    for name in SPLITS:
-        s = report["splits"][name]
-        log.info("split %s: %d images, %d subjects, %d live, %d spoof", name, s["images"], s["subjects"], s["live"], s["spoof"])
-    return report
+    """The split rule's current call: the paper protocol with the schema's default `subset.unit` ('image').
+
+    Kept until the rule calls `fasflow.splits.run_split` with `dataset.protocol` and the `subset`
+    and `split` config sections; then it can go.
+    """
+    subset = {"n_images": n_images, "seed": subset_seed, "unit": "image"}
+    return run_split(images_path, PAPER_PROTOCOL, subset, {"fractions": fractions, "seed": split_seed}, split_paths, report_out)
 
 
 def run_face_cache(manifest_path, root, margin, size, threads, faces_out) -> np.ndarray:
