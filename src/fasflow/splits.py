@@ -125,7 +125,8 @@ def split_subjects(subset: pl.DataFrame, fractions: Mapping[str, float], seed: i
     Subjects are taken in seeded random order; each goes to the split that lowers the squared
     shortfall of all counts most. That choice is the split with the largest (weighted) shortfall
     along the subject's own count vector, so it does not depend on the subject's size: large and
-    small subjects reach every split alike.
+    small subjects reach every split alike. A few pair swaps then correct the last subjects'
+    overshoot (`_balance_by_swaps`).
     """
     names = tuple(fractions)
     per_subject = (
@@ -150,12 +151,12 @@ def split_subjects(subset: pl.DataFrame, fractions: Mapping[str, float], seed: i
     weights = np.concatenate([[4.0, 2.0], np.ones(N_SPOOF_TYPES - 1)]) / np.maximum(total, 1.0) ** 2
     # Adding row r to split s changes the cost sum_d w_d (current - target)^2 by 2 sum_d w_d (current_sd - target_sd) r_d
     # plus a term that is the same for every split; the argmin of the first term is the best split.
-    shortfall = (0.0 - targets) * weights
+    weighted_excess = -targets * weights
     assignment = np.empty(per_subject.height, dtype=np.int64)
     for i, row in enumerate(features):
-        choice = int(np.argmin(shortfall @ row))
+        choice = int(np.argmin(weighted_excess @ row))
         assignment[i] = choice
-        shortfall[choice] += row * weights
+        weighted_excess[choice] += row * weights
     _balance_by_swaps(features, assignment, targets, weights)
     for s, name in enumerate(names):
         if not (assignment == s).any():
@@ -184,7 +185,6 @@ def _balance_by_swaps(features: np.ndarray, assignment: np.ndarray, targets: np.
     subjects of every split stay a random draw.
     """
     current = np.stack([features[assignment == s].sum(axis=0) for s in range(len(targets))])
-    swaps = 0
     offsets = np.arange(-SWAP_CANDIDATES, SWAP_CANDIDATES)
     for swaps in range(MAX_SWAPS):
         excess = current - targets
