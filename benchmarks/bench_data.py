@@ -57,7 +57,7 @@ def bench_ingest_split() -> None:
         start = time.perf_counter()
         table, report = ingest(root, files, {}, check_files=False)
         t_ingest = time.perf_counter() - start
-        subset = choose_subset(table, 60_000, seed=1)
+        subset = choose_subset(table, 60_000, seed=1, unit="image")
         t_subset = time.perf_counter() - start - t_ingest
         splits = split_subjects(subset, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=1)
         total = time.perf_counter() - start

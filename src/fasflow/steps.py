@@ -68,7 +68,7 @@ def run_synthesize_dataset(labels: Sequence[str], dataset: Mapping) -> None:
     counts = generate(dataset["root"], synthetic["n_subjects"], synthetic["images_per_subject"], synthetic["seed"])
     missing = [p for p in labels if not Path(p).is_file()]
     if missing:
-        raise DataError(f"the synthetic dataset has no label file {missing[0]} (dataset.label_files)")
+        raise DataError(f"the synthetic dataset has no label file {missing[0]} (dataset.protocol)")
     get_logger().info("synthetic dataset written: %s", counts)
 
 
@@ -77,7 +77,7 @@ def run_ingest(labels: Sequence[str], images: str, report: str, dataset: Mapping
     from .ingest import ingest
 
     root = Path(dataset["root"])
-    relative = [_relative_to(p, root, "dataset.label_files") for p in labels]
+    relative = [_relative_to(p, root, "dataset.root") for p in labels]
     log = get_logger()
     log.info("ingest: reading %s under %s", ", ".join(relative), root)
     table, counts = ingest(root, relative, policies, check_files=dataset["check_files"], threads=threads)
@@ -94,20 +94,24 @@ def _relative_to(path: str, root: Path, key: str) -> str:
         raise DataError(f"{path} is not inside dataset.root ({root}); see {key}") from None
 
 
-def run_split(images: str, train: str, val: str, test: str, report: str, subset: Mapping, split: Mapping) -> dict:
+def run_split(images: str, train: str, val: str, test: str, report: str, protocol: str, subset: Mapping, split: Mapping) -> dict:
     """The study's subset, split by subject into train/val/test manifests and their report."""
-    from .splits import SPLITS, choose_subset, split_report, split_subjects
+    from .splits import make_splits
 
-    table = pl.read_parquet(images)
-    chosen = choose_subset(table, subset["n_images"], subset["seed"])
-    splits = split_subjects(chosen, split["fractions"], split["seed"])  # raises before anything is written
-    summary = split_report(splits, split["fractions"])
-    for name, path in zip(SPLITS, (train, val, test)):
+    splits, summary = make_splits(pl.read_parquet(images), protocol, subset, split)
+    for name, path in (("train", train), ("val", val), ("test", test)):
         io.write_parquet(path, splits[name])
     io.write_json(report, summary)
-    for name in SPLITS:
+    log = get_logger()
+    for name in ("train", "val", "test"):
         s = summary["splits"][name]
-        get_logger().info("split %s: %d images, %d subjects, %d live, %d spoof", name, s["images"], s["subjects"], s["live"], s["spoof"])
+        log.info(
+            "split %s: %d images, %d subjects (median %s images each), %d live, %d spoof",
+            name, s["images"], s["subjects"], s["images_per_subject"]["median"], s["live"], s["spoof"],
+        )
+    if "protocol" in summary:
+        p = summary["protocol"]
+        log.info("protocol %s: %d subjects in both label files; their %d train-file images left out", protocol, p["crossing_subjects"], p["crossing_images_removed"])
     return summary
 
 

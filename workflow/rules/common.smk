@@ -58,17 +58,21 @@ wildcard_constraints:
     curve="roc|det",
 
 
-# --- the output layout: every path a rule writes starts with one of these three folders.
+# --- the output layout: every path a rule writes starts with one of these folders. A run of an
+# official protocol writes under results/<protocol>/ and logs/<protocol>/, so protocols never
+# overwrite each other or the paper's study (results/).
+PROTOCOL = config["dataset"]["protocol"]
+RUN_FOLDER = "" if PROTOCOL == "paper" else f"{PROTOCOL}/"
 
 
 def results(path):
     """A file of this run under results/."""
-    return f"results/{path}"
+    return f"results/{RUN_FOLDER}{path}"
 
 
 def logs(path):
     """A rule's log file under logs/."""
-    return f"logs/{path}"
+    return f"logs/{RUN_FOLDER}{path}"
 
 
 def benchmarks(path):
@@ -143,9 +147,12 @@ ALL_TABLES = (
 
 
 def label_files(wildcards=None):
-    """The label JSON files ingest reads (written by synthesize_dataset for the demo)."""
-    root = config["dataset"]["root"]
-    return [os.path.join(root, f) for f in config["dataset"]["label_files"]]
+    """The protocol's train and test label files (the paper's study reads intra_test's)."""
+    folder = "intra_test" if PROTOCOL == "paper" else PROTOCOL
+    return [
+        os.path.join(config["dataset"]["root"], "metas", folder, f"{part}_label.json")
+        for part in ("train", "test")
+    ]
 
 
 def split_files(*splits, folder=""):
@@ -353,6 +360,19 @@ def replicate_metric_files(wildcards=None):
         for name in REPLICATES["scenarios"]
         for seed in REPLICATES["seeds"]
     ]
+
+
+def leakage_split_inputs(wildcards):
+    """The paper study's split manifests, whose union the leakage control re-splits at random."""
+    if PROTOCOL != "paper":
+        raise WorkflowError(
+            f"leakage: the identity-leakage ablation re-splits the study's subset at random, which would "
+            f"take apart the official test file of dataset.protocol {PROTOCOL!r}; run it with the paper protocol"
+        )
+    return {
+        f"{split}_manifest": results(f"splits/{split}.parquet")
+        for split in ("train", "val", "test")
+    }
 
 
 def cross_attack_predictions(wildcards=None):

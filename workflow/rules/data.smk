@@ -46,6 +46,7 @@ rule split:
     log:
         logs("split.log"),
     params:
+        protocol=PROTOCOL,
         subset=config["subset"],
         split=config["split"],
     script:

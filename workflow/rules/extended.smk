@@ -5,9 +5,7 @@
 rule leakage_split:
     """The main study's subset re-split at image level at random (identities shared): the leakage control."""
     input:
-        train_manifest=results("splits/train.parquet"),
-        val_manifest=results("splits/val.parquet"),
-        test_manifest=results("splits/test.parquet"),
+        unpack(leakage_split_inputs),
     output:
         train=results("leakage/splits/train.parquet"),
         val=results("leakage/splits/val.parquet"),
