@@ -23,15 +23,15 @@ import polars as pl
 
 from . import SPOOF_TYPES, io
 from .errors import ConfigError, DataError
-from .metrics import bootstrap_samples, evaluate, percentile_interval, read_predictions, type_name
+from .metrics import DECISION_THRESHOLD, bootstrap_samples, evaluate, percentile_interval, read_predictions, type_name
 from .splits import SPLITS, identity_overlap, split_images, split_report
 from .tables import fmt, fmt_ci, write_table
 
 TYPE_CODES = {name: code for code, name in SPOOF_TYPES.items() if code != 0}
 VARIANT_RE = re.compile(r"replicates/seed(?P<seed>\d+)|leakage|cross_attack/without_(?P<type>[a-z0-9_]+)")
-# Metrics summarised across seeds and compared across splits (threshold 0.5, DESIGN.md names).
+# Metrics summarised across seeds and compared across splits (at DECISION_THRESHOLD, DESIGN.md names).
 REPLICATE_METRICS = ("accuracy", "f1", "roc_auc", "apcer", "bpcer", "acer")
-# ROC-AUC is threshold free: it shows a ranking effect even where 0.5 is a poor threshold.
+# ROC-AUC is threshold free: it shows a ranking effect even where DECISION_THRESHOLD is a poor threshold.
 LEAKAGE_METRICS = ("acer", "apcer", "bpcer", "f1", "roc_auc")
 
 
@@ -160,7 +160,7 @@ def replicates_table(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per scenario and metric: per-seed values, mean, SD, t-interval, paired t-test vs `reference`.
 
-    `per_seed` maps scenario -> seed -> metrics dict (results/metrics JSON, threshold 0.5).
+    `per_seed` maps scenario -> seed -> metrics dict (results/metrics JSON, at DECISION_THRESHOLD).
     """
     if reference not in per_seed:
         raise ConfigError(f"replicates.reference: {reference!r} is not among the replicated scenarios {list(per_seed)}")
@@ -207,7 +207,7 @@ def write_replicates(metric_paths: Mapping[str, Mapping[int, str]], reference: s
     n = len(next(iter(per_seed.values())))
     note = (
         f"{n} seeds, each scenario retrained per seed on the same subject-disjoint split; metrics on the test split "
-        f"at threshold 0.5. The interval is mean +- t(0.975, n-1) * SD / sqrt(n) across seeds (training "
+        f"at threshold {DECISION_THRESHOLD:g}. The interval is mean +- t(0.975, n-1) * SD / sqrt(n) across seeds (training "
         f"variability only; the test set is fixed). The paired t-test compares each scenario's per-seed value with "
         f"{reference}'s on the same seed and has n - 1 = {n - 1} degree(s) of freedom"
         + (": with 2 seeds it is very weak, read it as a sign, not a verdict." if n == 2 else ".")
@@ -241,7 +241,7 @@ def replicates_figure(per_seed: Mapping[str, Mapping[int, Mapping]], paths: Sequ
         ax.set_title(metric.upper() if metric != "f1" else "F1")
         ax.set_xlabel("scenario")
         ax.grid(axis="y", alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("value on the test split (threshold 0.5)")
+    np.atleast_1d(axes)[0].set_ylabel(f"value on the test split (threshold {DECISION_THRESHOLD:g})")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle("Spread across training seeds")
     fig.tight_layout()
@@ -278,7 +278,7 @@ def leakage_table(
     seen = {side: overlap[side]["fraction_test_subjects_seen"] for side in ("disjoint", "random")}
     for scenario in sorted(predictions):
         sides = predictions[scenario]
-        point = {side: evaluate(sides[side], threshold=0.5) for side in ("disjoint", "random")}
+        point = {side: evaluate(sides[side], threshold=DECISION_THRESHOLD) for side in ("disjoint", "random")}
         # Different seeds for the two sides keep their resamples independent.
         samples = {side: _bootstrap(sides[side], n_resamples, seed + k) for k, side in enumerate(("disjoint", "random"))}
         for metric in LEAKAGE_METRICS:
@@ -317,7 +317,7 @@ def write_leakage(
         f"Test identities also seen in training: subject-disjoint split {d['test_subjects_seen_in_train']}/{d['test_subjects']} "
         f"subjects ({d['fraction_test_images_seen']:.0%} of test images); random image-level split "
         f"{r['test_subjects_seen_in_train']}/{r['test_subjects']} subjects ({r['fraction_test_images_seen']:.0%} of test images). "
-        f"Same subset, same fractions, same recipe and seed; metrics at threshold 0.5. Intervals: {level:.0%} subject-level "
+        f"Same subset, same fractions, same recipe and seed; metrics at threshold {DECISION_THRESHOLD:g}. Intervals: {level:.0%} subject-level "
         f"percentile bootstrap ({n_resamples} resamples), each split resampled over its own test subjects; the two test "
         "sets differ, so the difference's interval uses independent resamples of the two sides. A positive difference in "
         "F1 (negative in the error rates) is the optimism a random split adds."
@@ -351,7 +351,7 @@ def cross_attack_table(
         n_attacks = int((left_out["label"] == 1).sum())
         if n_attacks == 0:
             raise DataError(f"cross_attack: the test split has no image of spoof type {name}")
-        res = {side: evaluate(df, threshold=0.5, n_resamples=n_resamples, seed=seed, level=level) for side, df in (("unseen", left_out), ("seen", main))}
+        res = {side: evaluate(df, threshold=DECISION_THRESHOLD, n_resamples=n_resamples, seed=seed, level=level) for side, df in (("unseen", left_out), ("seen", main))}
         row = {"spoof_type": name, "test_live": int((left_out["label"] == 0).sum()), "test_attacks": n_attacks}
         for side in ("unseen", "seen"):
             for metric in ("apcer", "bpcer", "acer"):
@@ -380,7 +380,7 @@ def write_cross_attack(unseen_paths: Mapping[str, str], seen_path, n_resamples: 
     note = (
         "For each spoof type k, S0 was retrained without any image of type k (train and validation) and tested on the "
         "live test images plus the type-k attacks; 'seen' is the main S0 (trained on every type) on the same images. "
-        f"Threshold 0.5; {level:.0%} subject-level bootstrap intervals ({n_resamples} resamples). APCER unseen > seen is "
+        f"Threshold {DECISION_THRESHOLD:g}; {level:.0%} subject-level bootstrap intervals ({n_resamples} resamples). APCER unseen > seen is "
         "the cost of meeting an attack type never seen in training; BPCER differs only because the models differ."
     )
     write_table(numbers, text, csv, md, title="Leave-one-attack-type-out (S0)", note=note)

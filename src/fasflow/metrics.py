@@ -9,8 +9,9 @@ Conventions (see DESIGN.md):
   (pooled APCER + BPCER) / 2; ``acer_iso`` = (APCER_PAIS + BPCER) / 2 where
   ``apcer_pais`` is the maximum APCER over the PAI species (spoof types) present.
 - One decision threshold, DECISION_THRESHOLD = 0.5 (the paper's: P(spoof) >= 0.5 is the
-  argmax of the two-class softmax), is used for the paper's metrics, model selection, the
-  tables, figures and extended tables; it is not a configuration value.
+  argmax of the two-class softmax; at exactly equal logits the tie rule makes it spoof), is
+  used for the paper's metrics, model selection, the tables, figures and extended tables;
+  it is not a configuration value.
 - Thresholds other than DECISION_THRESHOLD (EER threshold, BPCER at fixed APCER or at
   fixed APCER_PAIS) are chosen on validation scores and applied to test scores, never
   fixed on test; the test rates reached at them are reported next to the targets.
@@ -34,13 +35,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from . import SPOOF_TYPES
+from . import DECISION_THRESHOLD, SPOOF_TYPES
 from .errors import DataError
 
 PREDICTION_COLUMNS = ("path", "subject_id", "label", "spoof_type", "score")
-# The paper's decision: spoof when P(spoof) >= 0.5, i.e. the argmax of the two-class softmax
-# (at exactly equal logits, a measure-zero case, the tie rule above makes it spoof).
-DECISION_THRESHOLD = 0.5
 # Metrics that a subject-level bootstrap gives an interval for.
 BOOTSTRAP_METRICS = (
     "accuracy",

@@ -17,7 +17,7 @@ import polars as pl
 from . import SPOOF_TYPES
 from .errors import DataError
 from .io import atomic_path, read_json, write_text
-from .metrics import format_rate
+from .metrics import DECISION_THRESHOLD, format_rate
 
 DIGITS = 4
 
@@ -140,16 +140,21 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
+THRESHOLD_NOTE = (
+    f"Spoof is the positive class; decision threshold {DECISION_THRESHOLD:g}, the paper's "
+    f"(P(spoof) >= {DECISION_THRESHOLD:g} is spoof: the argmax of the softmax), the same for every table, figure and for model selection."
+)
+
+
 def ci_note(metrics: dict[str, dict]) -> str:
     for m in metrics.values():
         ci = m.get("ci")
         if ci:
             return (
                 f"Brackets: {ci['level'] * 100:g}% {ci['method']} intervals "
-                f"({ci['n_resamples']} resamples, seed {ci['seed']}). Spoof is the positive class; "
-                f"threshold 0.5 (score >= threshold -> spoof)."
+                f"({ci['n_resamples']} resamples, seed {ci['seed']}). {THRESHOLD_NOTE}"
             )
-    return "Spoof is the positive class; threshold 0.5 (score >= threshold -> spoof)."
+    return THRESHOLD_NOTE
 
 
 def table2_classification(
@@ -187,7 +192,7 @@ def table3_antispoofing(
 
 
 def apcer_per_type_table(metrics: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """APCER of each spoof type (PAI species) at threshold 0.5; '-' where the test split has none."""
+    """APCER of each spoof type (PAI species) at DECISION_THRESHOLD; '-' where the test split has none."""
     counts: dict[str, int] = {}
     numbers, text = [], []
     for name, m in metrics.items():
@@ -351,5 +356,6 @@ def write_apcer_per_type(metric_paths: Mapping[str, str], csv, md):
         csv,
         md,
         "APCER per spoof type (PAI species) on the test split",
-        "Threshold 0.5; '-' = no test images of that type. n = test images of the type.",
+        f"Threshold {DECISION_THRESHOLD:g} (P(spoof) >= {DECISION_THRESHOLD:g} is spoof); '-' = no test images of that type. "
+        "n = test images of the type.",
     )
