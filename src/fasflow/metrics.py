@@ -596,7 +596,8 @@ def resamples_for_holm(n_comparisons: int, alpha: float) -> int:
 
     Holm's smallest adjusted p is n_comparisons * p_value_floor(B), which must be < alpha.
     """
-    return int(math.floor(2 * n_comparisons / alpha - 1)) + 1
+    # round() keeps float noise (1 - 0.95 = 0.050000000000000044) from moving the bound by one
+    return int(math.floor(round(2 * n_comparisons / alpha - 1, 9))) + 1
 
 
 def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
