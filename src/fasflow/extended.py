@@ -200,14 +200,46 @@ def _none(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def write_replicates(metric_paths: Mapping[str, Mapping[int, str]], reference: str, level: float, csv, md, figure_paths: Sequence = ()) -> pl.DataFrame:
-    """Replicates table (CSV, Markdown) and the spread figure from results/metrics JSON per scenario and seed."""
+def replicates_varies(tuned: Sequence[str], retune: bool) -> str:
+    """What differs between seeds, for the note: tuned scenarios reuse the main study's parameters unless `retune`."""
+    if not tuned:
+        return "No replicated scenario is tuned, so only the training seed varies."
+    names = ", ".join(tuned)
+    if retune:
+        return (
+            f"Tuned scenarios ({names}) re-ran their Optuna study for every seed (replicates.retune: true), so their "
+            "spread includes the variability of the tuning as well as of training."
+        )
+    return (
+        f"Tuned scenarios ({names}) reuse the main study's Optuna parameters (results/optuna/<scenario>/best_params.json) "
+        "for every seed (replicates.retune: false): their spread is training randomness (initialisation, data order, "
+        "augmentation) at fixed hyperparameters, not the variability of the tuning."
+    )
+
+
+def write_replicates(
+    metric_paths: Mapping[str, Mapping[int, str]],
+    reference: str,
+    level: float,
+    csv,
+    md,
+    figure_paths: Sequence = (),
+    *,
+    tuned: Sequence[str],
+    retune: bool,
+) -> pl.DataFrame:
+    """Replicates table (CSV, Markdown) and the spread figure from results/metrics JSON per scenario and seed.
+
+    `tuned`: the replicated scenarios that are tuned (config scenarios.<name>.tune); `retune`:
+    replicates.retune, whether their Optuna study was re-run per seed. Both only change the note.
+    """
     per_seed = {s: {int(seed): _read_metrics(p) for seed, p in seeds.items()} for s, seeds in metric_paths.items()}
     numbers, text = replicates_table(per_seed, reference, level=level)
     n = len(next(iter(per_seed.values())))
     note = (
         f"{n} seeds, each scenario retrained per seed on the same subject-disjoint split; metrics on the test split "
-        f"at threshold {DECISION_THRESHOLD:g}. The interval is mean +- t(0.975, n-1) * SD / sqrt(n) across seeds (training "
+        f"at threshold {DECISION_THRESHOLD:g}. {replicates_varies(tuned, retune)} Distilled scenarios use the main "
+        f"teacher. The interval is mean +- t(0.975, n-1) * SD / sqrt(n) across seeds (training "
         f"variability only; the test set is fixed). The paired t-test compares each scenario's per-seed value with "
         f"{reference}'s on the same seed and has n - 1 = {n - 1} degree(s) of freedom"
         + (": with 2 seeds it is very weak, read it as a sign, not a verdict." if n == 2 else ".")
