@@ -287,6 +287,18 @@ def test_cli_prints_design_keys(tmp_path, capsys):
         assert isinstance(out[key], float), key
     for key in ("apcer_pais", "acer_iso", "eer", "hter", "apcer_per_type", "bpcer_at_apcer", "at_val_eer", "ci"):
         assert key in out, key
+    # the CelebA-Spoof benchmark metric, both ways, and the worst-species operating points
+    assert set(out["tpr_at_fpr"]) == {"0.01", "0.005", "0.001"} and all(isinstance(v, float) for v in out["tpr_at_fpr"].values())
+    assert set(out["tpr_at_fpr_val_threshold"]) == {"0.01", "0.005", "0.001"}
+    assert set(out["bpcer_at_apcer_pais"]) == {"1%", "5%", "10%"}
+    assert out["threshold"] == 0.5 and "nearest ROC point" in out["eer_rule"]
+
+
+@pytest.mark.parametrize("args, message", [(["--threshold", "1.5"], "--threshold"), (["--bootstrap", "-1"], "--bootstrap")])
+def test_cli_rejects_bad_numbers(tmp_path, capsys, args, message):
+    synthetic(10, seed=8).write_parquet(tmp_path / "test.parquet")
+    assert main(["metrics", str(tmp_path / "test.parquet"), *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_cli_missing_file_is_a_clear_error(tmp_path, capsys):

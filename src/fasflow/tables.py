@@ -222,23 +222,16 @@ def table3_antispoofing(
     worst species (APCER_PAIS <= target), next to the APCER_PAIS reached.
     """
     numbers, text = _metric_table(metrics, TABLE3_COLUMNS)
-    for (name, m), num, txt in zip(metrics.items(), numbers, text):
-        pooled = m.get("bpcer_at_apcer") or {}
-        pais = m.get("bpcer_at_apcer_pais") or {}
-        for target in bpcer_at_apcer:
-            rate = format_rate(target)
-            column = f"BPCER@APCER={rate}"
-            point = pooled.get(rate)
-            num[column] = _reached(point, "bpcer")
-            num[f"{column} APCER reached"] = _reached(point, "apcer")
-            txt[f"{column} (APCER reached)"] = _with_reached(_reached(point, "bpcer"), _reached(point, "apcer"))
-        for target in bpcer_at_apcer:
-            rate = format_rate(target)
-            column = f"BPCER@APCER_PAIS={rate}"
-            point = pais.get(rate)
-            num[column] = _reached(point, "bpcer")
-            num[f"{column} APCER_PAIS reached"] = _reached(point, "apcer_pais")
-            txt[f"{column} (APCER_PAIS reached)"] = _with_reached(_reached(point, "bpcer"), _reached(point, "apcer_pais"))
+    for m, num, txt in zip(metrics.values(), numbers, text):
+        # (metrics key, APCER it constrains, column label): pooled first, then the worst species
+        for key, apcer, label in (("bpcer_at_apcer", "apcer", "APCER"), ("bpcer_at_apcer_pais", "apcer_pais", "APCER_PAIS")):
+            points = m.get(key) or {}
+            for target in bpcer_at_apcer:
+                column = f"BPCER@{label}={format_rate(target)}"
+                point = points.get(format_rate(target))
+                num[column] = _reached(point, "bpcer")
+                num[f"{column} {label} reached"] = _reached(point, apcer)
+                txt[f"{column} ({label} reached)"] = _with_reached(_reached(point, "bpcer"), _reached(point, apcer))
     return _frame(numbers), _frame(text)
 
 
