@@ -9,7 +9,7 @@ import pytest
 from eval_fakes import SCENARIOS, fake_predictions, same_images, summary, write_history
 
 from fasflow import figures, tables
-from fasflow.errors import ConfigError, DataError
+from fasflow.errors import DataError
 from fasflow.metrics import evaluate
 
 
@@ -87,9 +87,14 @@ def test_comparisons_table(evaluated, tmp_path):
     # too few resamples for Holm to decide anything: the note says so
     tables.write_comparisons(paths, "S0", 200, 5, 0.95, tmp_path / "c2.csv", tmp_path / "c2.md")
     assert "at least 400 resamples (evaluate.bootstrap_n)" in (tmp_path / "c2.md").read_text()
-    with pytest.raises(ConfigError, match="bootstrap_n"):
-        tables.write_comparisons(paths, "S0", 0, 5, 0.95, tmp_path / "c3.csv", tmp_path / "c3.md")
-    assert not (tmp_path / "c3.csv").exists()
+    # bootstrap off: an empty table that says why, not a failed study
+    tables.write_comparisons(paths, "S0", 0, 5, 0.95, tmp_path / "c3.csv", tmp_path / "c3.md")
+    assert pl.read_csv(tmp_path / "c3.csv").height == 0
+    assert "No paired comparisons: evaluate.bootstrap_n is 0" in (tmp_path / "c3.md").read_text()
+    assert "at least 400" in (tmp_path / "c3.md").read_text()
+    with pytest.raises(DataError, match="reference model 'S9'"):
+        tables.write_comparisons(paths, "S9", 100, 5, 0.95, tmp_path / "c4.csv", tmp_path / "c4.md")
+    assert not (tmp_path / "c4.csv").exists()
 
 
 def test_table3_operating_points_and_apcer_per_type(evaluated, tmp_path):

@@ -274,6 +274,10 @@ COMPARISON_NAMES = {"acer": "ACER", "apcer": "APCER", "bpcer": "BPCER", "f1": "F
 def comparisons_table(rows: Sequence[Mapping], reference: str, level: float) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per (model, metric) of compare_to_reference: values, difference, interval, p, Holm p, decision at 1 - level."""
     alpha = round(1.0 - level, 10)  # 1 - 0.95 is 0.050000000000000044 in floating point
+    numeric = ["model", "metric", reference, "model_value", "difference", "difference_ci_lo", "difference_ci_hi", "p_value", "p_holm", "differs", "resamples_defined"]
+    shown = ["Model", "Metric", reference, "Model value", f"Model - {reference} [{level:.0%} CI]", "p", "p (Holm)", f"Differs at {alpha:.0%} (Holm)"]
+    if not rows:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in numeric}), pl.DataFrame(schema={c: pl.Utf8 for c in shown})
     numbers, text = [], []
     for row in rows:
         decided = not math.isnan(row["p_holm"]) and row["p_holm"] < alpha
@@ -346,18 +350,24 @@ def write_comparisons(prediction_paths: Mapping[str, str | Path], reference: str
     `prediction_paths` maps model name -> test predictions parquet (the reference included);
     `n_resamples`, `seed`, `level` are evaluate.bootstrap_n, evaluate.seed, evaluate.ci_level.
     """
-    from .errors import ConfigError
-    from .metrics import compare_to_reference
+    from .metrics import COMPARISON_METRICS, compare_to_reference, resamples_for_holm
 
+    frames = _read_predictions(prediction_paths)  # read (and checked) even when nothing is resampled
+    title = f"Paired comparisons with {reference} on the test split"
     if n_resamples < 1:
-        raise ConfigError("evaluate.bootstrap_n: the paired comparisons need at least one bootstrap resample (got 0)")
-    rows = compare_to_reference(_read_predictions(prediction_paths), reference, n_resamples, seed, level)
+        # An explicit empty table rather than a failed study: intervals are off by configuration.
+        numbers, text = comparisons_table([], reference, level)
+        needed = resamples_for_holm((len(frames) - 1) * len(COMPARISON_METRICS), round(1.0 - level, 10))
+        note = f"No paired comparisons: evaluate.bootstrap_n is 0 (bootstrap off). Set it to at least {needed} to compare the models."
+        write_table(numbers, text, csv, md, title, note)
+        return numbers
+    rows = compare_to_reference(frames, reference, n_resamples, seed, level)
     numbers, text = comparisons_table(rows, reference, level)
-    note = comparison_note(reference, len(prediction_paths) - 1, n_resamples, seed, level) + (
+    note = comparison_note(reference, len(frames) - 1, n_resamples, seed, level) + (
         f" McNemar's test (Table 2) compares single images and ignores that images of one subject share errors; it is "
         "shown there for reference only."
     )
-    write_table(numbers, text, csv, md, f"Paired comparisons with {reference} on the test split", note)
+    write_table(numbers, text, csv, md, title, note)
     return numbers
 
 
