@@ -364,7 +364,7 @@ def write_comparisons(prediction_paths: Mapping[str, str | Path], reference: str
     rows = compare_to_reference(frames, reference, n_resamples, seed, level)
     numbers, text = comparisons_table(rows, reference, level)
     note = comparison_note(reference, len(frames) - 1, n_resamples, seed, level) + (
-        f" McNemar's test (Table 2) compares single images and ignores that images of one subject share errors; it is "
+        " McNemar's test (Table 2) compares single images and ignores that images of one subject share errors; it is "
         "shown there for reference only."
     )
     write_table(numbers, text, csv, md, title, note)
