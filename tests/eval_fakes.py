@@ -114,3 +114,32 @@ def fabricated_study(work: Path, models, config_name: str, config_text: str) -> 
     write_split(work, "val", 12, size=24, seed=1)
     write_split(work, "test", 18, size=24, seed=2)
     return work
+def clustered_pair(
+    rng: np.random.Generator,
+    n_subjects: int = 150,
+    per_subject: int = 10,
+    error_rate: float = 0.05,
+    other_error_rate: float | None = None,
+    concentration: float = 2.0,
+) -> dict[str, np.ndarray]:
+    """Two models scored on the same test images, with errors that cluster in subjects.
+
+    Each model has its own error propensity per subject, drawn from Beta(c * rate, c * (1 - rate))
+    (small `concentration` c: a few subjects hold most errors, as faces that one model finds hard).
+    With `other_error_rate` None both models are equally good in the subject population, so any
+    difference on one test set is chance. Scores: P(spoof) = sigmoid(logit), |logit| ~ |N(3, 1.5)|,
+    on the wrong side of 0.5 for an error. About 1 live : 2 spoof.
+    """
+    n = n_subjects * per_subject
+    subjects = np.repeat(np.arange(n_subjects), per_subject)
+    labels = rng.random(n) < 2 / 3
+
+    def scores(rate: float) -> np.ndarray:
+        propensity = rng.beta(concentration * rate, concentration * (1 - rate), n_subjects)[subjects]
+        wrong = rng.random(n) < propensity
+        logit = np.where(labels, 1.0, -1.0) * np.abs(rng.normal(3.0, 1.5, n))
+        return 1.0 / (1.0 + np.exp(-np.where(wrong, -logit, logit)))
+
+    reference = scores(error_rate)
+    other = scores(error_rate if other_error_rate is None else other_error_rate)
+    return {"labels": labels.astype(np.int64), "subjects": subjects, "reference": reference, "other": other}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 EVAL_RULES = [
     "predict", "metrics", "table_configuration", "table_classification", "table_antispoofing",
-    "table_apcer_per_type", "figure_confusion_matrices", "figure_comparison", "figure_apcer_per_type",
+    "table_apcer_per_type", "table_comparisons", "table_protocol", "figure_confusion_matrices", "figure_comparison", "figure_apcer_per_type",
     "figure_curves", "figure_training", "tables", "table1", "table2", "table3", "figures",
 ]
 MODELS = ["teacher", "S0", "S1", "S2", "S3"]
@@ -86,7 +86,7 @@ def test_tables_figures_and_report(workdir):
     metrics = json.loads((workdir / "results/metrics/S0.json").read_text())
     assert metrics["ci"]["n_resamples"] == 50 and "hter" in metrics
     preds = pl.read_parquet(workdir / "results/predictions/S0.parquet")
-    assert preds.columns == ["path", "subject_id", "label", "spoof_type", "score", "pred"]
+    assert preds.columns == ["path", "subject_id", "label", "spoof_type", "score", "pred", "logit"]
     assert preds.height == 18
     assert pl.read_parquet(workdir / "results/predictions/val/S0.parquet").height == 12
     figures = workdir / "results/figures"

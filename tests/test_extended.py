@@ -14,6 +14,7 @@ from fasflow.extended import (
     paired_t,
     replicates_table,
     summarise_seeds,
+    write_replicates,
 )
 from fasflow.splits import identity_overlap, split_images, split_subjects
 
@@ -89,6 +90,24 @@ def test_replicates_edge_cases():
     assert same["mean_diff"] == pytest.approx(0.1) and math.isnan(same["p_value"])
     with pytest.raises(Exception, match="seeds"):
         replicates_table({"S0": {1: {"f1": 0.9}, 2: {"f1": 0.9}}, "S1": {1: {"f1": 0.9}}}, "S0", metrics=("f1",))
+
+
+def test_replicates_note_says_what_varies(tmp_path):
+    paths = {}
+    for name, values in (("S0", (0.90, 0.92)), ("S1", (0.91, 0.95))):
+        paths[name] = {}
+        for seed, f1 in zip((1, 2), values):
+            paths[name][seed] = tmp_path / f"{name}_{seed}.json"
+            paths[name][seed].write_text(json.dumps({"f1": f1, "accuracy": f1, "roc_auc": f1, "apcer": 0.1, "bpcer": 0.1, "acer": 0.1}))
+    csv, md = tmp_path / "r.csv", tmp_path / "r.md"
+    write_replicates(paths, "S0", 0.95, csv, md, tuned=["S1"], retune=False)
+    text = md.read_text()
+    assert "Tuned scenarios (S1) reuse the main study's Optuna parameters" in text and "replicates.retune: false" in text
+    assert "threshold 0.5" in text
+    write_replicates(paths, "S0", 0.95, csv, md, tuned=["S1"], retune=True)
+    assert "re-ran their Optuna study for every seed" in md.read_text()
+    write_replicates(paths, "S0", 0.95, csv, md, tuned=[], retune=False)
+    assert "only the training seed varies" in md.read_text()
 
 
 def fake_predictions(n_subjects, live_err, spoof_err, seed, spoof_type=1, prefix="a"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import polars as pl
@@ -14,13 +13,20 @@ from sklearn.metrics import roc_auc_score
 from fasflow.cli import main
 from fasflow.errors import DataError
 from fasflow.metrics import (
+    BENCHMARK_FPRS,
+    BOOTSTRAP_METRICS,
+    _ResampledScores,
+    benchmark_threshold,
     bootstrap_intervals,
     eer,
     evaluate,
+    fpr_key,
     mcnemar_exact,
     metrics_at_threshold,
     paired_mcnemar,
     threshold_at_apcer,
+    threshold_at_apcer_pais,
+    tpr_at_fpr,
     weighted_roc_auc,
 )
 
@@ -205,12 +211,16 @@ def _ci(df: pl.DataFrame, n: int = 400, seed: int = 5) -> dict:
 def test_bootstrap_interval_covers_point_and_is_seeded():
     df = synthetic(60, seed=11)
     r = _ci(df)
-    for key, (lo, hi) in r["ci"]["intervals"].items():
+    intervals = r["ci"]["intervals"]
+    for key in BOOTSTRAP_METRICS:
+        lo, hi = intervals[key]
         if key == "hter":  # needs validation scores
             assert lo is None and hi is None
             continue
         assert lo <= r[key] <= hi, key
         assert lo < hi, key
+    for key, (lo, hi) in intervals["tpr_at_fpr"].items():
+        assert lo <= r["tpr_at_fpr"][key] <= hi, key
     assert _ci(df)["ci"] == r["ci"]
     assert _ci(df, seed=6)["ci"] != r["ci"]
 
@@ -230,15 +240,6 @@ def test_bootstrap_resamples_subjects_not_images():
     subjects = np.r_[np.zeros(20, int), np.ones(20, int)]
     lo, hi = bootstrap_intervals(labels, scores, subjects, n_resamples=200, seed=0, level=0.95)["accuracy"]
     assert (lo, hi) == (0.0, 1.0)
-
-
-def test_bootstrap_is_fast_on_paper_size():
-    df = synthetic(600, per_subject=10, seed=4)  # 6,000 images, 600 subjects
-    start = time.perf_counter()
-    r = evaluate(df, df, n_resamples=1000, seed=1)
-    elapsed = time.perf_counter() - start
-    assert r["ci"]["n_resamples"] == 1000
-    assert elapsed < 10, f"1000 resamples over 6,000 images took {elapsed:.1f} s"
 
 
 # --- McNemar ------------------------------------------------------------------------------
@@ -286,9 +287,164 @@ def test_cli_prints_design_keys(tmp_path, capsys):
         assert isinstance(out[key], float), key
     for key in ("apcer_pais", "acer_iso", "eer", "hter", "apcer_per_type", "bpcer_at_apcer", "at_val_eer", "ci"):
         assert key in out, key
+    # the CelebA-Spoof benchmark metric, both ways, and the worst-species operating points
+    assert set(out["tpr_at_fpr"]) == {"0.01", "0.005", "0.001"} and all(isinstance(v, float) for v in out["tpr_at_fpr"].values())
+    assert set(out["tpr_at_fpr_val_threshold"]) == {"0.01", "0.005", "0.001"}
+    assert set(out["bpcer_at_apcer_pais"]) == {"1%", "5%", "10%"}
+    assert out["threshold"] == 0.5 and "nearest ROC point" in out["eer_rule"]
+
+
+@pytest.mark.parametrize("args, message", [(["--threshold", "1.5"], "--threshold"), (["--bootstrap", "-1"], "--bootstrap")])
+def test_cli_rejects_bad_numbers(tmp_path, capsys, args, message):
+    synthetic(10, seed=8).write_parquet(tmp_path / "test.parquet")
+    assert main(["metrics", str(tmp_path / "test.parquet"), *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_cli_missing_file_is_a_clear_error(tmp_path, capsys):
     rc = main(["metrics", str(tmp_path / "nope.parquet")])
     assert rc == 2
     assert "nope.parquet" in capsys.readouterr().err
+
+
+def test_scores_outside_unit_interval_are_rejected(tmp_path, capsys):
+    with pytest.raises(DataError, match=r"my.parquet.*\[0, 1\].*\[-0.2, 0.9\]"):
+        evaluate(frame([0, 1], [-0.2, 0.9]), test_source="my.parquet")
+    with pytest.raises(DataError, match=r"\[0.1, 3.5\]"):
+        evaluate(frame([0, 1], [0.1, 3.5]))
+    frame([0, 1], [0.1, 17.0]).write_parquet(tmp_path / "logits.parquet")
+    assert main(["metrics", str(tmp_path / "logits.parquet")]) == 2
+    assert "logits.parquet" in capsys.readouterr().err
+    evaluate(frame([0, 1], [0.0, 1.0]))  # the bounds themselves are probabilities
+
+
+# --- the CelebA-Spoof benchmark metric: TPR at FPR ----------------------------------------
+
+# 200 live: four high scores 0.95, 0.9, 0.85, 0.8, the other 196 below 0.5; ten spoofs.
+BENCH_LIVE = np.r_[[0.95, 0.9, 0.85, 0.8], np.linspace(0.0, 0.4, 196)]
+BENCH_SPOOF = np.array([0.99, 0.97, 0.95, 0.93, 0.9, 0.88, 0.85, 0.6, 0.3, 0.1])
+
+
+def bench_arrays(live=BENCH_LIVE, spoof=BENCH_SPOOF):
+    return np.r_[np.zeros(len(live), int), np.ones(len(spoof), int)], np.r_[live, spoof]
+
+
+def test_tpr_at_fpr_hand_computed():
+    labels, scores = bench_arrays()
+    r = tpr_at_fpr(labels, scores)
+    # FPR 1%: k = floor(0.01 * 200) = 2 -> threshold = 2nd highest live score 0.9; spoofs >= 0.9: 5 of 10
+    assert r["0.01"] == {"target_fpr": 0.01, "tpr": 0.5, "threshold": 0.9, "bpcer": 0.01}
+    # FPR 0.5%: k = 1 -> threshold 0.95; spoofs >= 0.95: 3 of 10. The spoof at 0.93, between the live
+    # 0.95 and 0.9, counts as missed: the benchmark takes the lower corner of the ROC step.
+    assert r["0.005"] == {"target_fpr": 0.005, "tpr": 0.3, "threshold": 0.95, "bpcer": 0.005}
+    # FPR 0.1%: 0.001 * 200 < 1, the benchmark still rejects one live image: BPCER reached 0.5% > target
+    assert r["0.001"] == {"target_fpr": 0.001, "tpr": 0.3, "threshold": 0.95, "bpcer": 0.005}
+    # ties at the threshold: all three live images at 0.9 are rejected, BPCER 3% for a 1% target
+    labels, scores = bench_arrays(live=np.r_[[0.9, 0.9, 0.9], np.full(97, 0.2)], spoof=np.array([0.95, 0.9, 0.5]))
+    tied = tpr_at_fpr(labels, scores)["0.01"]
+    assert (tied["threshold"], tied["bpcer"], tied["tpr"]) == (0.9, 0.03, pytest.approx(2 / 3))
+
+
+def _benchmark_client_tpr(scores, labels, fpr):
+    """The benchmark's published procedure, restated loop by loop (live sorted high to low, count spoofs down to the threshold)."""
+    live = sorted((s for s, y in zip(scores, labels) if y == 0), reverse=True)
+    threshold = live[max(1, int(fpr * len(live) + 1e-9)) - 1]
+    spoof = sorted((s for s, y in zip(scores, labels) if y == 1), reverse=True)
+    detected = 0
+    while detected < len(spoof) and spoof[detected] >= threshold:
+        detected += 1
+    return detected / len(spoof)
+
+
+def test_tpr_at_fpr_follows_the_benchmark_procedure_with_ties():
+    rng = np.random.default_rng(5)
+    for n_live in (150, 999, 1971):
+        labels = np.r_[np.zeros(n_live, int), np.ones(2 * n_live, int)]
+        scores = np.round(np.r_[rng.beta(1, 6, n_live), rng.beta(6, 1, 2 * n_live)], 2)  # many ties
+        got = tpr_at_fpr(labels, scores)
+        for fpr in BENCHMARK_FPRS:
+            assert got[fpr_key(fpr)]["tpr"] == _benchmark_client_tpr(scores, labels, fpr), (n_live, fpr)
+
+
+@pytest.mark.parametrize("rounding", [None, 20])
+def test_resampled_metrics_equal_the_metrics_of_the_duplicated_images(rounding):
+    # A resample that draws subject j t_j times must give exactly the metrics of a test set holding
+    # subject j's images t_j times: checks the weighted AUC, the per-resample benchmark threshold
+    # (with and without ties), HTER, APCER_PAIS and the validation-threshold TPR in one go.
+    df = synthetic(60, per_subject=8, seed=12)
+    if rounding:
+        df = df.with_columns((pl.col("score") * rounding).round() / rounding)
+    labels, scores, subjects, types = (df[c].to_numpy() for c in ("label", "score", "subject_id", "spoof_type"))
+    codes, n_subjects = np.unique(subjects, return_inverse=True)[1], len(np.unique(subjects))
+    val_thresholds = {"0.01": 0.85, "0.005": 0.9}
+    engine = _ResampledScores(labels, scores, codes, n_subjects, types, 0.5, 0.45, BENCHMARK_FPRS, val_thresholds)
+    times = np.random.default_rng(0).integers(0, 4, (6, n_subjects))
+    got = engine.metrics(times)
+    for row in range(len(times)):
+        keep = np.repeat(np.arange(len(labels)), times[row, codes])
+        y, s, t = labels[keep], scores[keep], types[keep]
+        want = metrics_at_threshold(y, s, 0.5, t)
+        for key in ("accuracy", "precision", "recall", "f1", "apcer", "bpcer", "acer", "apcer_pais", "acer_iso"):
+            assert got[key][row] == pytest.approx(want[key]), key
+        assert got["roc_auc"][row] == pytest.approx(roc_auc_score(y, s))
+        assert got["hter"][row] == pytest.approx(metrics_at_threshold(y, s, 0.45)["acer"])
+        for fpr in BENCHMARK_FPRS:
+            assert got["tpr_at_fpr"][fpr_key(fpr)][row] == pytest.approx(tpr_at_fpr(y, s)[fpr_key(fpr)]["tpr"]), fpr
+        for key, thr in val_thresholds.items():
+            assert got["tpr_at_fpr_val_threshold"][key][row] == pytest.approx(np.mean(s[y == 1] >= thr))
+            assert got["bpcer_at_val_fpr_threshold"][key][row] == pytest.approx(np.mean(s[y == 0] >= thr))
+
+
+def test_tpr_at_fpr_in_the_metrics_json():
+    val = synthetic(80, seed=21)
+    test = synthetic(80, seed=22)
+    r = evaluate(test, val, n_resamples=200, seed=3)
+    assert set(r["tpr_at_fpr"]) == {"0.01", "0.005", "0.001"}
+    labels, scores = test["label"].to_numpy(), test["score"].to_numpy()
+    assert r["tpr_at_fpr"] == {k: v["tpr"] for k, v in tpr_at_fpr(labels, scores).items()}
+    assert r["tpr_at_fpr_operating_points"]["0.01"]["bpcer"] <= 0.01
+    # thresholds fixed on validation: the test BPCER reached is reported and may differ from the target
+    fixed = r["tpr_at_fpr_val_threshold"]["0.01"]
+    v_thr = benchmark_threshold(val["label"].to_numpy(), val["score"].to_numpy(), 0.01)
+    assert fixed["threshold"] == v_thr and fixed["val_bpcer"] <= 0.01
+    assert fixed["tpr"] == pytest.approx(np.mean(scores[labels == 1] >= v_thr))
+    assert fixed["bpcer"] == pytest.approx(np.mean(scores[labels == 0] >= v_thr))
+    for key in ("tpr_at_fpr", "tpr_at_fpr_val_threshold"):
+        assert set(r["ci"]["intervals"][key]) == {"0.01", "0.005", "0.001"}, key
+    lo, hi = r["ci"]["intervals"]["tpr_at_fpr_val_threshold"]["0.01"]
+    assert lo <= fixed["tpr"] <= hi
+
+
+# --- operating points -----------------------------------------------------------------------
+
+
+def test_threshold_at_apcer_pais_takes_the_worst_species():
+    # photo spoofs score high, replay (phone) spoofs low: the worst species sets the threshold
+    labels = np.array([0] * 4 + [1] * 10)
+    types = np.array([0] * 4 + [1] * 5 + [9] * 5)
+    scores = np.array([0.05, 0.1, 0.2, 0.3] + [0.6, 0.7, 0.8, 0.9, 0.95] + [0.25, 0.35, 0.45, 0.55, 0.65])
+    # APCER <= 20%: photo allows 1 of 5 below -> 0.7; phone allows 1 of 5 -> 0.35; PAIS takes 0.35
+    assert threshold_at_apcer_pais(labels, scores, types, 0.2) == pytest.approx(0.35)
+    m = metrics_at_threshold(labels, scores, 0.35, types)
+    assert m["apcer_pais"] == pytest.approx(0.2) and m["apcer_per_type"]["photo"] == 0.0
+    # pooled APCER <= 20% allows 2 of 10 spoofs below: 0.45, where phone's APCER is already 40%
+    assert threshold_at_apcer(labels, scores, 0.2) == pytest.approx(0.45)
+    assert metrics_at_threshold(labels, scores, 0.45, types)["apcer_pais"] == pytest.approx(0.4)
+
+
+def test_operating_points_report_the_apcer_reached_on_test():
+    val = synthetic(60, seed=31)
+    test = synthetic(60, seed=32)
+    r = evaluate(test, val)
+    labels, scores, types = (test[c].to_numpy() for c in ("label", "score", "spoof_type"))
+    for target, point in zip((0.01, 0.05, 0.10), r["bpcer_at_apcer"].values()):
+        assert point["val_apcer"] <= target
+        reached = metrics_at_threshold(labels, scores, point["threshold"], types)
+        assert (point["apcer"], point["apcer_pais"], point["bpcer"]) == (reached["apcer"], reached["apcer_pais"], reached["bpcer"])
+    for target, point in zip((0.01, 0.05, 0.10), r["bpcer_at_apcer_pais"].values()):
+        assert point["val_apcer_pais"] <= target and point["target_apcer_pais"] == target
+        assert point["apcer_pais"] == metrics_at_threshold(labels, scores, point["threshold"], types)["apcer_pais"]
+    # the worst-species constraint is at least as strict: lower threshold, BPCER at least as high
+    for key in r["bpcer_at_apcer"]:
+        assert r["bpcer_at_apcer_pais"][key]["threshold"] <= r["bpcer_at_apcer"][key]["threshold"]
+        assert r["bpcer_at_apcer_pais"][key]["bpcer"] >= r["bpcer_at_apcer"][key]["bpcer"]

@@ -11,10 +11,11 @@ import torch
 from conftest import model_paths
 from eval_fakes import write_model_dir, write_split
 
-from fasflow.data import load_faces
+from fasflow.data import FaceDataset, build_loader, eval_transform, load_faces
 from fasflow.errors import DataError
+from fasflow.metrics import DECISION_THRESHOLD
 from fasflow.models import load_trained
-from fasflow.predict import predict_split
+from fasflow.predict import predict_split, spoof_scores
 from fasflow.steps import run_predict
 
 
@@ -33,11 +34,13 @@ def test_predict_split_schema_and_scores(tmp_path):
     assert not model.training
     faces, manifest = load_faces(tmp_path / "results/faces/test.npy", tmp_path / "results/splits/test.parquet")
     df = predict_split(model, faces, manifest, summary["input_size"], batch_size=4, device="cpu")
-    assert df.columns == ["path", "subject_id", "label", "spoof_type", "score", "pred"]
+    assert df.columns == ["path", "subject_id", "label", "spoof_type", "score", "pred", "logit"]
+    assert df.schema["score"] == pl.Float64 and df.schema["logit"] == pl.Float64
     assert df["path"].to_list() == manifest["path"].to_list()  # row i = image i
     scores = df["score"].to_numpy()
     assert np.all((scores >= 0) & (scores <= 1))
-    assert (df["pred"].to_numpy() == (scores >= 0.5)).all()
+    assert (df["pred"].to_numpy() == (scores >= DECISION_THRESHOLD)).all()
+    assert (df["pred"].to_numpy() == (df["logit"].to_numpy() >= 0)).all()  # 0.5 = argmax of the softmax
     # same model, same images, other batch size: same scores (eval mode, no augmentation)
     again = predict_split(model, faces, manifest, summary["input_size"], batch_size=7, device="cpu")
     assert np.allclose(again["score"].to_numpy(), scores, atol=1e-5)
@@ -78,3 +81,49 @@ def test_face_count_mismatch_is_an_error(tmp_path):
     manifest = pl.read_parquet(tmp_path / "results/splits/test.parquet")
     with pytest.raises(DataError, match="5 faces"):
         predict_split(model, faces, manifest, 16)
+
+
+# --- no artificial ties at large logit margins ---------------------------------------------
+
+
+class ConfidentModel(torch.nn.Module):
+    """Logits (0, margin) with a margin of ~18.5 to ~35 that grows with the image's brightness."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        margin = 26.0 + 3.5 * images.mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(margin), margin], dim=1)
+
+
+def bright_faces(n: int = 40, size: int = 20) -> np.ndarray:
+    """Uniform images of increasing brightness: one logit margin each, all different."""
+    return np.repeat(np.linspace(0, 255, n).astype(np.uint8), size * size * 3).reshape(n, size, size, 3)
+
+
+def test_large_logit_margins_give_distinct_scores():
+    margins = torch.arange(17.0, 36.0).reshape(-1, 1)
+    logits = torch.cat([torch.zeros_like(margins), margins], dim=1)
+    # Before: a float32 softmax rounds every one of these to exactly 1.0, 19 scores tied.
+    assert (torch.softmax(logits, dim=1)[:, 1] == 1.0).all()
+    score, margin = spoof_scores(logits)
+    assert score.dtype == np.float64 and len(np.unique(score)) == len(margins) and (score < 1.0).all()
+    assert np.all(np.diff(score) > 0) and np.array_equal(margin, margins[:, 0].numpy())
+    # Beyond a margin of ~36.7 float64 rounds to 1 as well; the stored logit margin keeps the order.
+    score, margin = spoof_scores(torch.tensor([[0.0, 40.0], [0.0, 50.0]]))
+    assert (score == 1.0).all() and margin[1] > margin[0]
+
+
+def test_predictions_and_validation_scores_are_not_tied(tmp_path):
+    from fasflow.train import evaluate as validation_scores
+
+    write_split(tmp_path, "test", 40)
+    manifest = pl.read_parquet(tmp_path / "results/splits/test.parquet")
+    faces = bright_faces()
+    df = predict_split(ConfidentModel(), faces, manifest, input_size=16, batch_size=8)
+    logit = df["logit"].to_numpy()
+    assert logit.min() > 17 and len(np.unique(logit)) == 40
+    assert df["score"].n_unique() == 40 and df["score"].max() < 1.0  # float32: all 40 were 1.0
+    labels = manifest["label"].to_numpy()
+    loader = build_loader(FaceDataset(faces, labels, eval_transform(16)), 8, shuffle=False)
+    _, val_scores = validation_scores(ConfidentModel(), loader, torch.device("cpu"), None, torch.bfloat16)
+    assert val_scores.dtype == np.float64 and len(np.unique(val_scores)) == 40
+    assert np.array_equal(val_scores, df["score"].to_numpy())

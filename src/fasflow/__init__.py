@@ -4,6 +4,10 @@ __version__ = "0.1.0"
 
 # Spoof is the positive class throughout (ISO/IEC 30107-3 convention used here).
 LIVE, SPOOF = 0, 1
+# The one decision threshold (imported as fasflow.metrics.DECISION_THRESHOLD): spoof when
+# P(spoof) >= 0.5, the paper's argmax of the two-class softmax. Defined here, beside the class
+# codes, so that light modules (the CLI) need not import the metrics stack.
+DECISION_THRESHOLD = 0.5
 
 # CelebA-Spoof label vector index 40: presentation-attack instrument species.
 SPOOF_TYPES = {

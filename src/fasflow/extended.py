@@ -23,13 +23,13 @@ import polars as pl
 
 from . import SPOOF_TYPE_CODES, io
 from .errors import ConfigError, DataError
-from .metrics import bootstrap_samples, evaluate, percentile_interval, read_predictions
+from .metrics import DECISION_THRESHOLD, bootstrap_samples, evaluate, percentile_interval, read_predictions
 from .splits import identity_overlap
 from .tables import fmt, fmt_ci, write_table
 
-# Metrics summarised across seeds and compared across splits (threshold 0.5, DESIGN.md names).
+# Metrics summarised across seeds and compared across splits (at DECISION_THRESHOLD, DESIGN.md names).
 REPLICATE_METRICS = ("accuracy", "f1", "roc_auc", "apcer", "bpcer", "acer")
-# ROC-AUC is threshold free: it shows a ranking effect even where 0.5 is a poor threshold.
+# ROC-AUC is threshold free: it shows a ranking effect even where DECISION_THRESHOLD is a poor threshold.
 LEAKAGE_METRICS = ("acer", "apcer", "bpcer", "f1", "roc_auc")
 
 
@@ -79,7 +79,7 @@ def replicates_table(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One row per scenario and metric: per-seed values, mean, SD, t-interval, paired t-test vs `reference`.
 
-    `per_seed` maps scenario -> seed -> metrics dict (results/metrics JSON, threshold 0.5).
+    `per_seed` maps scenario -> seed -> metrics dict (results/metrics JSON, at DECISION_THRESHOLD).
     """
     if reference not in per_seed:
         raise ConfigError(f"replicates.reference: {reference!r} is not among the replicated scenarios {list(per_seed)}")
@@ -119,14 +119,46 @@ def _none(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def write_replicates(metric_paths: Mapping[str, Mapping[int, str]], reference: str, level: float, csv, md, figure_paths: Sequence = ()) -> pl.DataFrame:
-    """Replicates table (CSV, Markdown) and the spread figure from results/metrics JSON per scenario and seed."""
+def replicates_varies(tuned: Sequence[str], retune: bool) -> str:
+    """What differs between seeds, for the note: tuned scenarios reuse the main study's parameters unless `retune`."""
+    if not tuned:
+        return "No replicated scenario is tuned, so only the training seed varies."
+    names = ", ".join(tuned)
+    if retune:
+        return (
+            f"Tuned scenarios ({names}) re-ran their Optuna study for every seed (replicates.retune: true), so their "
+            "spread includes the variability of the tuning as well as of training."
+        )
+    return (
+        f"Tuned scenarios ({names}) reuse the main study's Optuna parameters (results/optuna/<scenario>/best_params.json) "
+        "for every seed (replicates.retune: false): their spread is training randomness (initialisation, data order, "
+        "augmentation) at fixed hyperparameters, not the variability of the tuning."
+    )
+
+
+def write_replicates(
+    metric_paths: Mapping[str, Mapping[int, str]],
+    reference: str,
+    level: float,
+    csv,
+    md,
+    figure_paths: Sequence = (),
+    *,
+    tuned: Sequence[str],
+    retune: bool,
+) -> pl.DataFrame:
+    """Replicates table (CSV, Markdown) and the spread figure from results/metrics JSON per scenario and seed.
+
+    `tuned`: the replicated scenarios that are tuned (config scenarios.<name>.tune); `retune`:
+    replicates.retune, whether their Optuna study was re-run per seed. Both only change the note.
+    """
     per_seed = {s: {int(seed): _read_metrics(p) for seed, p in seeds.items()} for s, seeds in metric_paths.items()}
     numbers, text = replicates_table(per_seed, reference, level=level)
     n = len(next(iter(per_seed.values())))
     note = (
         f"{n} seeds, each scenario retrained per seed on the same subject-disjoint split; metrics on the test split "
-        f"at threshold 0.5. The interval is mean +- t(0.975, n-1) * SD / sqrt(n) across seeds (training "
+        f"at threshold {DECISION_THRESHOLD:g}. {replicates_varies(tuned, retune)} Distilled scenarios use the main "
+        f"teacher. The interval is mean +- t(0.975, n-1) * SD / sqrt(n) across seeds (training "
         f"variability only; the test set is fixed). The paired t-test compares each scenario's per-seed value with "
         f"{reference}'s on the same seed and has n - 1 = {n - 1} degree(s) of freedom"
         + (": with 2 seeds it is very weak, read it as a sign, not a verdict." if n == 2 else ".")
@@ -160,7 +192,7 @@ def replicates_figure(per_seed: Mapping[str, Mapping[int, Mapping]], paths: Sequ
         ax.set_title(metric.upper() if metric != "f1" else "F1")
         ax.set_xlabel("scenario")
         ax.grid(axis="y", alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("value on the test split (threshold 0.5)")
+    np.atleast_1d(axes)[0].set_ylabel(f"value on the test split (threshold {DECISION_THRESHOLD:g})")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle("Spread across training seeds")
     fig.tight_layout()
@@ -197,7 +229,7 @@ def leakage_table(
     seen = {side: overlap[side]["fraction_test_subjects_seen"] for side in ("disjoint", "random")}
     for scenario in sorted(predictions):
         sides = predictions[scenario]
-        point = {side: evaluate(sides[side], threshold=0.5) for side in ("disjoint", "random")}
+        point = {side: evaluate(sides[side], threshold=DECISION_THRESHOLD) for side in ("disjoint", "random")}
         # Different seeds for the two sides keep their resamples independent.
         samples = {side: _bootstrap(sides[side], n_resamples, seed + k) for k, side in enumerate(("disjoint", "random"))}
         for metric in LEAKAGE_METRICS:
@@ -236,7 +268,7 @@ def write_leakage(
         f"Test identities also seen in training: subject-disjoint split {d['test_subjects_seen_in_train']}/{d['test_subjects']} "
         f"subjects ({d['fraction_test_images_seen']:.0%} of test images); random image-level split "
         f"{r['test_subjects_seen_in_train']}/{r['test_subjects']} subjects ({r['fraction_test_images_seen']:.0%} of test images). "
-        f"Same subset, same fractions, same recipe and seed; metrics at threshold 0.5. Intervals: {level:.0%} subject-level "
+        f"Same subset, same fractions, same recipe and seed; metrics at threshold {DECISION_THRESHOLD:g}. Intervals: {level:.0%} subject-level "
         f"percentile bootstrap ({n_resamples} resamples), each split resampled over its own test subjects; the two test "
         "sets differ, so the difference's interval uses independent resamples of the two sides. A positive difference in "
         "F1 (negative in the error rates) is the optimism a random split adds."
@@ -270,7 +302,7 @@ def cross_attack_table(
         n_attacks = int((left_out["label"] == 1).sum())
         if n_attacks == 0:
             raise DataError(f"cross_attack: the test split has no image of spoof type {name}")
-        res = {side: evaluate(df, threshold=0.5, n_resamples=n_resamples, seed=seed, level=level) for side, df in (("unseen", left_out), ("seen", main))}
+        res = {side: evaluate(df, threshold=DECISION_THRESHOLD, n_resamples=n_resamples, seed=seed, level=level) for side, df in (("unseen", left_out), ("seen", main))}
         row = {"spoof_type": name, "test_live": int((left_out["label"] == 0).sum()), "test_attacks": n_attacks}
         for side in ("unseen", "seen"):
             for metric in ("apcer", "bpcer", "acer"):
@@ -299,7 +331,7 @@ def write_cross_attack(unseen_paths: Mapping[str, str], seen_path, n_resamples: 
     note = (
         "For each spoof type k, S0 was retrained without any image of type k (train and validation) and tested on the "
         "live test images plus the type-k attacks; 'seen' is the main S0 (trained on every type) on the same images. "
-        f"Threshold 0.5; {level:.0%} subject-level bootstrap intervals ({n_resamples} resamples). APCER unseen > seen is "
+        f"Threshold {DECISION_THRESHOLD:g}; {level:.0%} subject-level bootstrap intervals ({n_resamples} resamples). APCER unseen > seen is "
         "the cost of meeting an attack type never seen in training; BPCER differs only because the models differ."
     )
     write_table(numbers, text, csv, md, title="Leave-one-attack-type-out (S0)", note=note)

@@ -19,6 +19,7 @@ import polars as pl  # noqa: E402
 
 from .errors import DataError  # noqa: E402
 from .io import atomic_path  # noqa: E402
+from .metrics import DECISION_THRESHOLD  # noqa: E402
 from .tables import SPOOF_TYPE_NAMES  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "font.size": 10, "svg.hashsalt": "fasflow"})
@@ -47,7 +48,7 @@ def _nan(value) -> float:
 
 
 def confusion_matrices(metrics: Mapping[str, dict], paths: Sequence[str | Path]) -> None:
-    """Figure 1: the test confusion matrix of each model (counts and row shares) at threshold 0.5."""
+    """Figure 1: the test confusion matrix of each model (counts and row shares) at DECISION_THRESHOLD."""
     names = list(metrics)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.3), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -66,7 +67,7 @@ def confusion_matrices(metrics: Mapping[str, dict], paths: Sequence[str | Path])
         ax.set_xlabel("Predicted")
         ax.set_ylabel("True")
         ax.set_title(name)
-    fig.suptitle("Confusion matrices on the test split (threshold 0.5)")
+    fig.suptitle(f"Confusion matrices on the test split (threshold {DECISION_THRESHOLD:g}: P(spoof) >= {DECISION_THRESHOLD:g} is spoof)")
     fig.tight_layout()
     save_figure(fig, paths)
 
@@ -83,7 +84,7 @@ def comparison_bars(metrics: Mapping[str, dict], paths: Sequence[str | Path]) ->
     ax1.set_ylim(max(0.0, min(finite, default=0.0) - 0.02), 1.0)
     ax1.set_xticks(x, names)
     ax1.set_ylabel("F1-score (spoof positive)")
-    ax1.set_title("F1 on the test split")
+    ax1.set_title(f"F1 on the test split (threshold {DECISION_THRESHOLD:g})")
     width = 0.27
     for k, (key, label) in enumerate([("apcer", "APCER"), ("bpcer", "BPCER"), ("acer", "ACER")]):
         values = [_nan(metrics[n].get(key)) for n in names]
@@ -91,7 +92,7 @@ def comparison_bars(metrics: Mapping[str, dict], paths: Sequence[str | Path]) ->
         ax2.bar(x + (k - 1) * width, values, width, yerr=e, capsize=3, label=label)
     ax2.set_xticks(x, names)
     ax2.set_ylabel("Error rate")
-    ax2.set_title("APCER / BPCER / ACER on the test split")
+    ax2.set_title(f"APCER / BPCER / ACER on the test split (threshold {DECISION_THRESHOLD:g})")
     ax2.legend(frameon=False)
     level = next((m["ci"]["level"] for m in metrics.values() if m.get("ci")), None)
     if level:
@@ -203,7 +204,7 @@ def apcer_heatmap(metrics: Mapping[str, dict], paths: Sequence[str | Path]) -> N
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("Spoof type (PAI species)")
     ax.set_ylabel("Model")
-    ax.set_title("APCER per spoof type on the test split (threshold 0.5)")
+    ax.set_title(f"APCER per spoof type on the test split (threshold {DECISION_THRESHOLD:g})")
     fig.colorbar(image, ax=ax, label="APCER")
     fig.tight_layout()
     save_figure(fig, paths)

@@ -289,19 +289,17 @@ def run_predict(
         log.info("%s: %d images, %d predicted spoof -> %s", split, predictions.height, int(predictions["pred"].sum()), out)
 
 
-def run_metrics(test: str, val: str, metrics: str, bootstrap_n: int, seed: int, ci_level: float, bpcer_at_apcer: Sequence[float], threshold: float) -> dict:
-    """Every metric of one model on test (with validation-fixed thresholds) and subject-bootstrap CIs."""
-    from .metrics import evaluate, read_predictions
+def run_metrics(test: str, val: str, metrics: str, bootstrap_n: int, seed: int, ci_level: float, bpcer_at_apcer: Sequence[float]) -> dict:
+    """Every metric of one model on test at the paper's threshold and at validation-fixed ones, with subject-bootstrap CIs."""
+    from .metrics import DECISION_THRESHOLD, evaluate, read_predictions
 
     result = evaluate(
-        read_predictions(test), read_predictions(val), threshold=threshold, bpcer_at_apcer=bpcer_at_apcer,
+        read_predictions(test), read_predictions(val), threshold=DECISION_THRESHOLD, bpcer_at_apcer=bpcer_at_apcer,
         n_resamples=bootstrap_n, seed=seed, level=ci_level, test_source=test, val_source=val,
     )
     io.write_json(metrics, result)
-    get_logger().info(
-        "%s: accuracy %.4f F1 %.4f APCER %.4f BPCER %.4f ACER %.4f",
-        test, *(result[k] if result[k] is not None else float("nan") for k in ("accuracy", "f1", "apcer", "bpcer", "acer")),
-    )
+    shown = {k: result[k] for k in ("accuracy", "f1", "apcer", "bpcer", "acer")} | {"tpr@fpr=1%": result["tpr_at_fpr"]["0.01"]}
+    get_logger().info("%s: %s", test, "  ".join(f"{k} {float('nan') if v is None else v:.4f}" for k, v in shown.items()))
     return result
 
 
@@ -319,11 +317,30 @@ def run_table1_configuration(
     write_table1(dict(zip(models, summaries)), scenarios, dict(zip(tuned, best_params)), tune, csv, md)
 
 
-def run_table2_classification(metrics: Sequence[str], predictions: Sequence[str], models: Sequence[str], reference: str, csv: str, md: str) -> None:
-    """Table 2: accuracy, precision, recall, F1, ROC-AUC with CIs and comparisons with the reference."""
+def run_table2_classification(
+    metrics: Sequence[str], predictions: Sequence[str], models: Sequence[str], reference: str,
+    bootstrap_n: int, seed: int, ci_level: float, csv: str, md: str,
+) -> None:
+    """Table 2: accuracy, precision, recall, F1, ROC-AUC with CIs and paired comparisons with the reference."""
     from .tables import write_table2
 
-    write_table2(dict(zip(models, metrics)), dict(zip(models, predictions)), reference, csv, md)
+    write_table2(dict(zip(models, metrics)), dict(zip(models, predictions)), reference, bootstrap_n, seed, ci_level, csv, md)
+
+
+def run_table_comparisons(
+    predictions: Sequence[str], models: Sequence[str], reference: str, bootstrap_n: int, seed: int, ci_level: float, csv: str, md: str
+) -> None:
+    """Every model against the reference: paired subject-bootstrap differences with Holm-adjusted p-values."""
+    from .tables import write_comparisons
+
+    write_comparisons(dict(zip(models, predictions)), reference, bootstrap_n, seed, ci_level, csv, md)
+
+
+def run_table_protocol(metrics: Sequence[str], models: Sequence[str], protocol: str, csv: str, md: str) -> None:
+    """The CelebA-Spoof benchmark's metrics (TPR@FPR next to APCER/BPCER/ACER/AUC/EER) for every model."""
+    from .tables import write_protocol_table
+
+    write_protocol_table(dict(zip(models, metrics)), protocol, csv, md)
 
 
 def run_table3_antispoofing(metrics: Sequence[str], models: Sequence[str], bpcer_at_apcer: Sequence[float], csv: str, md: str) -> None:
@@ -442,14 +459,17 @@ def run_leakage_split(
     return summary
 
 
-def run_table_replicates(metrics: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], reference: str, level: float, csv: str, md: str, png: str, pdf: str) -> None:
+def run_table_replicates(
+    metrics: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int], reference: str, level: float,
+    tuned: Sequence[str], retune: bool, csv: str, md: str, png: str, pdf: str,
+) -> None:
     """Seed replicates: mean, SD and t-interval per metric, paired t-tests, spread figure."""
     from .extended import write_replicates
 
     # Inputs are listed scenario by scenario, seed by seed (replicate_metric_files in the workflow).
     files = iter(metrics)
     paths = {s: {seed: next(files) for seed in seeds} for s in scenarios}
-    write_replicates(paths, reference, level, csv, md, [png, pdf])
+    write_replicates(paths, reference, level, csv, md, [png, pdf], tuned=tuned, retune=retune)
 
 
 def run_table_leakage(

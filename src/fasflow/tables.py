@@ -17,7 +17,7 @@ import polars as pl
 from . import SPOOF_TYPES
 from .errors import DataError
 from .io import atomic_path, read_json, write_text
-from .metrics import format_rate
+from .metrics import DECISION_THRESHOLD, format_rate
 
 DIGITS = 4
 
@@ -140,25 +140,62 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
+THRESHOLD_NOTE = (
+    f"Spoof is the positive class; decision threshold {DECISION_THRESHOLD:g}, the paper's "
+    f"(P(spoof) >= {DECISION_THRESHOLD:g} is spoof: the argmax of the softmax), the same for every table, figure and for model selection."
+)
+
+
 def ci_note(metrics: dict[str, dict]) -> str:
     for m in metrics.values():
         ci = m.get("ci")
         if ci:
             return (
                 f"Brackets: {ci['level'] * 100:g}% {ci['method']} intervals "
-                f"({ci['n_resamples']} resamples, seed {ci['seed']}). Spoof is the positive class; "
-                f"threshold 0.5 (score >= threshold -> spoof)."
+                f"({ci['n_resamples']} resamples, seed {ci['seed']}). {THRESHOLD_NOTE}"
             )
-    return "Spoof is the positive class; threshold 0.5 (score >= threshold -> spoof)."
+    return THRESHOLD_NOTE
+
+
+MCNEMAR_LABEL = "image-level, ignores subject clustering"
+# Table 2's metrics that are also compared pairwise (the family holds every COMPARISON_METRICS row).
+TABLE2_COMPARED = [("F1", "f1"), ("ROC-AUC", "roc_auc")]
+
+
+def _comparison_cell(row: Mapping) -> str:
+    """'+0.0012 [-0.0040, 0.0061], p_Holm 0.84'."""
+    if row.get("difference") is None or math.isnan(row["difference"]):
+        return "-"
+    ci = "" if row["ci_low"] is None or math.isnan(row["ci_low"]) else f" [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    p = "-" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3g}"
+    return f"{row['difference']:+.4f}{ci}, p_Holm {p}"
 
 
 def table2_classification(
-    metrics: dict[str, dict], mcnemar: Mapping[str, dict] | None = None, reference: str = "S0"
+    metrics: dict[str, dict],
+    mcnemar: Mapping[str, dict] | None = None,
+    reference: str = "S0",
+    comparisons: Sequence[Mapping] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Accuracy, precision, recall, F1, ROC-AUC with CIs, and McNemar p against `reference`."""
+    """Accuracy, precision, recall, F1, ROC-AUC with CIs; paired bootstrap and McNemar against `reference`.
+
+    `comparisons` are compare_to_reference() rows: Table 2 shows its F1 and ROC-AUC rows
+    (difference to the reference, interval, Holm-adjusted p over the whole family).
+    """
     numbers, text = _metric_table(metrics, TABLE2_COLUMNS)
+    by_key = {(row["model"], row["metric"]): row for row in comparisons or ()}
+    if comparisons is not None:
+        for num, txt in zip(numbers, text):
+            for column, key in TABLE2_COMPARED:
+                row = by_key.get((num["Scenario"], key))
+                name = f"{column} - {reference}"
+                num[name] = None if row is None else row["difference"]
+                num[f"{name}_ci_lo"] = None if row is None else row["ci_low"]
+                num[f"{name}_ci_hi"] = None if row is None else row["ci_high"]
+                num[f"{name}_p_holm"] = None if row is None else row["p_holm"]
+                txt[f"{name} [CI], Holm p (paired subject bootstrap)"] = "-" if row is None else _comparison_cell(row)
     if mcnemar is not None:
-        column = f"McNemar p (vs {reference})"
+        column = f"McNemar p vs {reference} ({MCNEMAR_LABEL})"
         for num, txt in zip(numbers, text):
             result = mcnemar.get(num["Scenario"])
             p = None if result is None else result["p_value"]
@@ -171,23 +208,40 @@ def table2_classification(
     return _frame(numbers), _frame(text)
 
 
+def _reached(point: Mapping | None, key: str):
+    return None if point is None else point.get(key)
+
+
 def table3_antispoofing(
     metrics: dict[str, dict], bpcer_at_apcer: Sequence[float] = (0.01, 0.05, 0.10)
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """APCER, BPCER, ACER (paper, pooled) and APCER_PAIS, ACER_ISO, EER, HTER, BPCER at fixed APCER."""
+    """APCER, BPCER, ACER (paper, pooled) and APCER_PAIS, ACER_ISO, EER, HTER, then the operating points.
+
+    For each APCER target: BPCER on test at the threshold set on validation for pooled APCER
+    <= target, next to the pooled APCER that threshold reaches on test; and the same with the
+    worst species (APCER_PAIS <= target), next to the APCER_PAIS reached.
+    """
     numbers, text = _metric_table(metrics, TABLE3_COLUMNS)
-    for (name, m), num, txt in zip(metrics.items(), numbers, text):
-        fixed = m.get("bpcer_at_apcer") or {}
-        for target in bpcer_at_apcer:
-            column = f"BPCER@APCER={format_rate(target)}"
-            value = (fixed.get(format_rate(target)) or {}).get("bpcer")
-            num[column] = value
-            txt[column] = fmt(value)
+    for m, num, txt in zip(metrics.values(), numbers, text):
+        # (metrics key, APCER it constrains, column label): pooled first, then the worst species
+        for key, apcer, label in (("bpcer_at_apcer", "apcer", "APCER"), ("bpcer_at_apcer_pais", "apcer_pais", "APCER_PAIS")):
+            points = m.get(key) or {}
+            for target in bpcer_at_apcer:
+                column = f"BPCER@{label}={format_rate(target)}"
+                point = points.get(format_rate(target))
+                num[column] = _reached(point, "bpcer")
+                num[f"{column} {label} reached"] = _reached(point, apcer)
+                txt[f"{column} ({label} reached)"] = _with_reached(_reached(point, "bpcer"), _reached(point, apcer))
     return _frame(numbers), _frame(text)
 
 
+def _with_reached(value, reached) -> str:
+    """'0.0123 (0.0098)': a rate and, in brackets, the rate the threshold reached on test."""
+    return "-" if value is None else f"{fmt(value)} ({fmt(reached)})"
+
+
 def apcer_per_type_table(metrics: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """APCER of each spoof type (PAI species) at threshold 0.5; '-' where the test split has none."""
+    """APCER of each spoof type (PAI species) at DECISION_THRESHOLD; '-' where the test split has none."""
     counts: dict[str, int] = {}
     numbers, text = [], []
     for name, m in metrics.items():
@@ -208,6 +262,195 @@ def apcer_per_type_table(metrics: dict[str, dict]) -> tuple[pl.DataFrame, pl.Dat
     if counts:
         text_frame = text_frame.rename({t: f"{t} (n={counts.get(t, 0)})" for t in SPOOF_TYPE_NAMES})
     return _frame(numbers), text_frame
+
+
+# ---------------------------------------------------------------------------
+# paired comparisons with the reference
+
+
+COMPARISON_NAMES = {"acer": "ACER", "apcer": "APCER", "bpcer": "BPCER", "f1": "F1", "roc_auc": "ROC-AUC"}
+
+
+def comparisons_table(rows: Sequence[Mapping], reference: str, level: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per (model, metric) of compare_to_reference: values, difference, interval, p, Holm p, decision at 1 - level."""
+    alpha = round(1.0 - level, 10)  # 1 - 0.95 is 0.050000000000000044 in floating point
+    numeric = ["model", "metric", reference, "model_value", "difference", "difference_ci_lo", "difference_ci_hi", "p_value", "p_holm", "differs", "resamples_defined"]
+    shown = ["Model", "Metric", reference, "Model value", f"Model - {reference} [{level:.0%} CI]", "p", "p (Holm)", f"Differs at {alpha:.0%} (Holm)"]
+    if not rows:
+        return pl.DataFrame(schema={c: pl.Utf8 for c in numeric}), pl.DataFrame(schema={c: pl.Utf8 for c in shown})
+    numbers, text = [], []
+    for row in rows:
+        decided = not math.isnan(row["p_holm"]) and row["p_holm"] < alpha
+        numbers.append(
+            {
+                "model": row["model"],
+                "metric": row["metric"],
+                f"{reference}": row["reference"],
+                "model_value": row["other"],
+                "difference": row["difference"],
+                "difference_ci_lo": row["ci_low"],
+                "difference_ci_hi": row["ci_high"],
+                "p_value": row["p_value"],
+                "p_holm": row["p_holm"],
+                "differs": "yes" if decided else "no",
+                "resamples_defined": row["n_resamples_defined"],
+            }
+        )
+        text.append(
+            {
+                "Model": row["model"],
+                "Metric": COMPARISON_NAMES.get(row["metric"], row["metric"]),
+                reference: fmt(row["reference"]),
+                "Model value": fmt(row["other"]),
+                f"Model - {reference} [{level:.0%} CI]": fmt_ci(row["difference"], row["ci_low"], row["ci_high"]),
+                "p": fmt(row["p_value"], 3),
+                "p (Holm)": fmt(row["p_holm"], 3),
+                f"Differs at {alpha:.0%} (Holm)": "yes" if decided else "no",
+            }
+        )
+    return _frame(numbers), _frame(text)
+
+
+def comparison_note(reference: str, n_models: int, n_resamples: int, seed: int, level: float) -> str:
+    """How the paired comparisons were made, including the smallest p their resamples allow."""
+    from .metrics import COMPARISON_METRICS, p_value_floor, resamples_for_holm
+
+    alpha = round(1.0 - level, 10)  # 1 - 0.95 is 0.050000000000000044 in floating point
+    family = n_models * len(COMPARISON_METRICS)
+    note = (
+        f"Paired subject-level bootstrap of the difference model - {reference}, each model against {reference} on the same "
+        f"test images ({n_resamples} resamples, seed {seed}): every resample draws test subjects with replacement and "
+        "scores both models on the same drawn subjects, so subjects that are hard for both cancel out and the clustering "
+        f"of errors within a subject is kept. Interval: {level:.0%} percentile interval of the resampled differences. "
+        "p: two-sided percentile-bootstrap p-value, twice the share of resampled differences on the far side of zero "
+        "(zeros count on both sides) with the +1 correction, 2 (1 + min(#d <= 0, #d >= 0)) / (B + 1). "
+        f"Holm's step-down correction over the whole family of {family} comparisons ({n_models} model(s) x "
+        f"{len(COMPARISON_METRICS)} metrics: {', '.join(COMPARISON_NAMES[m] for m in COMPARISON_METRICS)}) keeps the "
+        f"chance of any false 'differs' at {alpha:.0%}. Error rates: a negative difference means fewer errors than "
+        f"{reference}; F1 and ROC-AUC: positive is better. Metrics at threshold {DECISION_THRESHOLD:g} (ROC-AUC is threshold free)."
+    )
+    floor = p_value_floor(n_resamples)
+    if family and family * floor >= alpha:
+        note += (
+            f" Caution: with {n_resamples} resamples no p can fall below {floor:.3g}, so Holm over {family} comparisons "
+            f"cannot reach {alpha:.0%}; at least {resamples_for_holm(family, alpha)} resamples (evaluate.bootstrap_n) are needed."
+        )
+    return note
+
+
+def _read_predictions(paths: Mapping[str, str | Path]) -> dict[str, pl.DataFrame]:
+    from .metrics import read_predictions
+
+    return {name: read_predictions(path) for name, path in paths.items()}
+
+
+def write_comparisons(prediction_paths: Mapping[str, str | Path], reference: str, n_resamples: int, seed: int, level: float, csv, md) -> pl.DataFrame:
+    """Workflow step: results/tables/comparisons.{csv,md}, every model against `reference` (paired bootstrap, Holm).
+
+    `prediction_paths` maps model name -> test predictions parquet (the reference included);
+    `n_resamples`, `seed`, `level` are evaluate.bootstrap_n, evaluate.seed, evaluate.ci_level.
+    """
+    from .metrics import COMPARISON_METRICS, compare_to_reference, resamples_for_holm
+
+    frames = _read_predictions(prediction_paths)  # read (and checked) even when nothing is resampled
+    title = f"Paired comparisons with {reference} on the test split"
+    if n_resamples < 1:
+        # An explicit empty table rather than a failed study: intervals are off by configuration.
+        numbers, text = comparisons_table([], reference, level)
+        needed = resamples_for_holm((len(frames) - 1) * len(COMPARISON_METRICS), round(1.0 - level, 10))
+        note = f"No paired comparisons: evaluate.bootstrap_n is 0 (bootstrap off). Set it to at least {needed} to compare the models."
+        write_table(numbers, text, csv, md, title, note)
+        return numbers
+    rows = compare_to_reference(frames, reference, n_resamples, seed, level)
+    numbers, text = comparisons_table(rows, reference, level)
+    note = comparison_note(reference, len(frames) - 1, n_resamples, seed, level) + (
+        " McNemar's test (Table 2) compares single images and ignores that images of one subject share errors; it is "
+        "shown there for reference only."
+    )
+    write_table(numbers, text, csv, md, title, note)
+    return numbers
+
+
+# ---------------------------------------------------------------------------
+# the CelebA-Spoof benchmark (protocol) table
+
+# The dataset paper's intra-dataset benchmark (CelebA-Spoof, ECCV 2020, AENet_C,S,G with a ResNet-18
+# backbone, official intra_test protocol), as printed in its table (reproduced in the dataset's
+# repository as fig/intra_dataset_test.png). Percentages in the paper; fractions here.
+PUBLISHED_AENET_INTRA_TEST = {
+    "tpr_at_fpr": {"0.01": 0.989, "0.005": 0.973, "0.001": 0.873},
+    "roc_auc": 0.9989,
+    "eer": 0.009,
+    "apcer": 0.0229,
+    "bpcer": 0.0096,
+    "acer": 0.0163,
+}
+PROTOCOL_COLUMNS = [("APCER", "apcer"), ("BPCER", "bpcer"), ("ACER", "acer"), ("ROC-AUC", "roc_auc"), ("EER", "eer")]
+
+
+def _published_reference_line() -> str:
+    ref = PUBLISHED_AENET_INTRA_TEST
+    tpr = ", ".join(f"TPR@FPR={format_rate(float(k))} {v:.1%}" for k, v in ref["tpr_at_fpr"].items())
+    return (
+        f"Reference, the dataset paper's published AENet (C,S,G; ResNet-18) intra-test result: APCER {ref['apcer']:.2%}, "
+        f"BPCER {ref['bpcer']:.2%}, ACER {ref['acer']:.2%}, AUC {ref['roc_auc']:.4f}, EER {ref['eer']:.1%}, {tpr} "
+        "(CelebA-Spoof, ECCV 2020, intra-dataset benchmark table)."
+    )
+
+
+def protocol_table(metrics: dict[str, dict], fprs: Sequence[float] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """APCER, BPCER, ACER, ROC-AUC, EER and TPR@FPR (same-scores and validation thresholds) for every model."""
+    from .metrics import BENCHMARK_FPRS, fpr_key
+
+    fprs = BENCHMARK_FPRS if fprs is None else fprs
+    numbers, text = _metric_table(metrics, PROTOCOL_COLUMNS)
+    for (name, m), num, txt in zip(metrics.items(), numbers, text):
+        intervals = (m.get("ci") or {}).get("intervals") or {}
+        for fpr in fprs:
+            key, rate = fpr_key(fpr), format_rate(fpr)
+            column = f"TPR@FPR={rate}"
+            value = (m.get("tpr_at_fpr") or {}).get(key)
+            lo, hi = (intervals.get("tpr_at_fpr") or {}).get(key) or (None, None)
+            num[column], num[f"{column}_ci_lo"], num[f"{column}_ci_hi"] = value, lo, hi
+            num[f"{column} BPCER reached"] = ((m.get("tpr_at_fpr_operating_points") or {}).get(key) or {}).get("bpcer")
+            txt[column] = fmt_ci(value, lo, hi)
+        for fpr in fprs:
+            key, rate = fpr_key(fpr), format_rate(fpr)
+            column = f"TPR@FPR={rate} (val threshold)"
+            point = (m.get("tpr_at_fpr_val_threshold") or {}).get(key) or {}
+            lo, hi = (intervals.get("tpr_at_fpr_val_threshold") or {}).get(key) or (None, None)
+            num[column], num[f"{column}_ci_lo"], num[f"{column}_ci_hi"] = point.get("tpr"), lo, hi
+            num[f"{column} BPCER reached"] = point.get("bpcer")
+            txt[f"{column} [CI] (test BPCER reached)"] = (
+                "-" if point.get("tpr") is None else f"{fmt_ci(point['tpr'], lo, hi)} ({fmt(point.get('bpcer'))})"
+            )
+    return _frame(numbers), _frame(text)
+
+
+def write_protocol_table(metric_paths: Mapping[str, str | Path], protocol: str, csv, md) -> pl.DataFrame:
+    """Workflow step: results/tables/protocol.{csv,md}, the CelebA-Spoof benchmark metrics of every model.
+
+    `metric_paths` maps model name -> metrics JSON (table order); `protocol` names the test
+    protocol the metrics come from (dataset.protocol, e.g. 'intra_test'), stated in the title.
+    """
+    metrics = load_metrics(metric_paths)
+    numbers, text = protocol_table(metrics)
+    comparable = (
+        "Same protocol as the reference."
+        if protocol == "intra_test"
+        else f"This run's test set ({protocol}) is not the intra_test protocol's, so the reference is context, not a like-for-like comparison."
+    )
+    note = (
+        f"{ci_note(metrics)} TPR@FPR is the CelebA-Spoof benchmark's metric with spoof positive: TPR = 1 - APCER at the "
+        "threshold where BPCER (the FPR) reaches 1%, 0.5%, 0.1%. As in the benchmark's official code the threshold is chosen "
+        "on the same test scores: the k-th highest live score, k = max(1, floor(FPR x live images)); images scoring at it "
+        "count as spoof, so ties or a small live set can push BPCER above the target (the BPCER reached is in the CSV). "
+        "Its intervals choose the threshold again in every resample. The '(val threshold)' columns fix the same rule's "
+        "threshold on the validation split and show the test BPCER it reaches. EER: nearest ROC point (no interpolation). "
+        f"{_published_reference_line()} {comparable}"
+    )
+    write_table(numbers, text, csv, md, f"CelebA-Spoof benchmark metrics on the test split (protocol: {protocol})", note)
+    return numbers
 
 
 # ---------------------------------------------------------------------------
@@ -308,26 +551,39 @@ def write_table1(summary_paths: Mapping[str, str], scenarios: Mapping, best_para
     )
 
 
-def write_table2(metric_paths: Mapping[str, str], prediction_paths: Mapping[str, str], reference: str, csv, md):
-    from .metrics import paired_mcnemar, read_predictions
+def write_table2(
+    metric_paths: Mapping[str, str],
+    prediction_paths: Mapping[str, str],
+    reference: str,
+    n_resamples: int,
+    seed: int,
+    level: float,
+    csv,
+    md,
+):
+    """Table 2; the paired bootstrap uses evaluate.bootstrap_n / seed / ci_level, as the comparisons table does."""
+    from .metrics import compare_to_reference, paired_mcnemar
 
     metrics = load_metrics(metric_paths)
-    mcnemar = None
-    if reference in prediction_paths:
-        ref = read_predictions(prediction_paths[reference])
-        mcnemar = {
-            name: paired_mcnemar(ref, read_predictions(path), names=(reference, name))
-            for name, path in prediction_paths.items()
-            if name != reference
-        }
-    numbers, text = table2_classification(metrics, mcnemar, reference)
+    mcnemar = comparisons = None
     note = ci_note(metrics)
-    if mcnemar is not None:
+    if reference in prediction_paths:
+        frames = _read_predictions(prediction_paths)
+        mcnemar = {name: paired_mcnemar(frames[reference], df, names=(reference, name)) for name, df in frames.items() if name != reference}
+        if n_resamples > 0:
+            comparisons = compare_to_reference(frames, reference, n_resamples, seed, level)
+            note += (
+                f" F1 and ROC-AUC - {reference}: "
+                + comparison_note(reference, len(frames) - 1, n_resamples, seed, level)
+                + " The ACER, APCER and BPCER rows of the same family are in the comparisons table."
+            )
         note += (
-            f" McNemar: paired exact test of each model's errors against {reference} on the same "
-            f"test images; in brackets the discordant pairs ({reference} right and other wrong / "
-            f"{reference} wrong and other right)."
+            f" McNemar ({MCNEMAR_LABEL}): paired exact test of each model's errors against {reference} on the same test "
+            "images, treating the images as independent; images of one subject share errors, so it rejects far too often "
+            "(in simulation about 26% of runs for two equally good models at the 5% level). In brackets the discordant pairs "
+            f"({reference} right and other wrong / {reference} wrong and other right)."
         )
+    numbers, text = table2_classification(metrics, mcnemar, reference, comparisons)
     write_table(numbers, text, csv, md, "Table 2. Classification performance on the test split", note)
 
 
@@ -336,8 +592,13 @@ def write_table3(metric_paths: Mapping[str, str], bpcer_at_apcer: Sequence[float
     numbers, text = table3_antispoofing(metrics, bpcer_at_apcer)
     note = ci_note(metrics) + (
         " ACER = (pooled APCER + BPCER)/2 (the paper's); ACER_ISO = (APCER_PAIS + BPCER)/2 with "
-        "APCER_PAIS the worst spoof type (ISO/IEC 30107-3). EER on test scores; HTER and "
-        "BPCER@APCER use thresholds fixed on the validation split."
+        "APCER_PAIS the worst spoof type (ISO/IEC 30107-3). EER on the test scores, at the nearest ROC point (the "
+        "observed threshold where |APCER - BPCER| is smallest, EER = their mean; not interpolated). HTER and the "
+        "operating points use thresholds fixed on the validation split. BPCER@APCER=x: the highest threshold whose "
+        "pooled APCER (all attacks together) on validation is at most x, and in brackets the pooled APCER it reaches on "
+        "test; BPCER@APCER_PAIS=x: the same for the worst spoof type's APCER (ISO's APCER_PAIS), with the test "
+        "APCER_PAIS reached in brackets. A reached value above x is the validation-to-test shift. Paired comparisons "
+        "of ACER, APCER and BPCER with the reference are in the comparisons table."
     )
     write_table(numbers, text, csv, md, "Table 3. Anti-spoofing performance on the test split", note)
 
@@ -351,5 +612,6 @@ def write_apcer_per_type(metric_paths: Mapping[str, str], csv, md):
         csv,
         md,
         "APCER per spoof type (PAI species) on the test split",
-        "Threshold 0.5; '-' = no test images of that type. n = test images of the type.",
+        f"Threshold {DECISION_THRESHOLD:g} (P(spoof) >= {DECISION_THRESHOLD:g} is spoof); '-' = no test images of that type. "
+        "n = test images of the type.",
     )

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from . import io
 from .data import FaceDataset, build_loader, eval_transform, train_transform
 from .losses import class_weights, distillation_loss
+from .metrics import DECISION_THRESHOLD, confusion_counts, rates_from_counts
 from .models import count_parameters, create_model, frozen, resolve_device, save_weights
 from .runlog import current_log_file, get_logger
 from .seeding import seed_everything
@@ -131,16 +132,13 @@ class EarlyStopping:
 
 
 def binary_rates(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
-    """F1 and APCER/BPCER/ACER at a fixed decision, spoof positive (used for model selection)."""
-    labels, preds = np.asarray(labels), np.asarray(preds)
-    tp = int(((preds == 1) & (labels == 1)).sum())
-    fp = int(((preds == 1) & (labels == 0)).sum())
-    fn = int(((preds == 0) & (labels == 1)).sum())
-    n_spoof, n_live = int((labels == 1).sum()), int((labels == 0).sum())
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    apcer = fn / n_spoof if n_spoof else 0.0
-    bpcer = fp / n_live if n_live else 0.0
-    return {"f1": f1, "apcer": apcer, "bpcer": bpcer, "acer": (apcer + bpcer) / 2}
+    """F1 and APCER/BPCER/ACER of fixed decisions, spoof positive (used for model selection).
+
+    The rates are fasflow.metrics'; a rate without samples (NaN there) counts as 0 here so
+    that model selection can always compare epochs.
+    """
+    rates = rates_from_counts(**confusion_counts(labels, preds))
+    return {k: 0.0 if math.isnan(rates[k]) else rates[k] for k in ("f1", "apcer", "bpcer", "acer")}
 
 
 def build_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -244,7 +242,7 @@ def train_model(
         scheduler.step()
 
         val_loss, val_scores = evaluate(model, val_loader, device, weight, amp_dtype)
-        rates = binary_rates(val_labels, (val_scores >= 0.5).astype(np.int64))
+        rates = binary_rates(val_labels, val_scores >= DECISION_THRESHOLD)
         seconds = time.perf_counter() - started
         row = {
             "epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
@@ -309,7 +307,8 @@ def evaluate(model, loader, device, weight, amp_dtype) -> tuple[float, np.ndarra
             logits = model(images).float()
         total += F.cross_entropy(logits, targets, weight=weight, reduction="sum").item()
         count += len(targets)
-        scores.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+        # float64: a float32 softmax rounds P(spoof) to exactly 1 beyond a logit margin of ~17 (ties).
+        scores.append(torch.softmax(logits.double(), dim=1)[:, 1].cpu().numpy())
     return total / max(count, 1), np.concatenate(scores) if scores else np.zeros(0)
 
 

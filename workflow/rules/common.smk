@@ -140,6 +140,8 @@ ALL_TABLES = (
     "table2_classification",
     "table3_antispoofing",
     "apcer_per_type",
+    "comparisons",
+    "protocol",
 )
 
 
@@ -329,6 +331,37 @@ CROSS_ATTACK = config["cross_attack"]
 
 def replicate_seed(wildcards):
     return int(wildcards.seed)
+
+
+def replicate_student_inputs(wildcards):
+    """A replicate's inputs: the main study's tuned parameters, or its seed's own study (replicates.retune)."""
+    inputs = student_inputs(wildcards)
+    if REPLICATES["retune"] and "best_params" in inputs:
+        inputs["best_params"] = results(
+            f"replicates/seed{wildcards.seed}/optuna/{wildcards.scenario}/best_params.json"
+        )
+    return inputs
+
+
+def replicate_tuning_settings(wildcards):
+    """The scenario's study with the replicate's seed for training and sampling (replicates.retune)."""
+    settings = study_settings(config, wildcards.scenario)
+    seed = replicate_seed(wildcards)
+    return {
+        **settings,
+        "train": {**settings["train"], "seed": seed},
+        "tune": {**settings["tune"], "seed": seed},
+    }
+
+
+def replicate_tune_worker_outputs(wildcards):
+    """Marker files of the workers of one replicate's study."""
+    return [
+        results(
+            f"replicates/seed{wildcards.seed}/optuna/{wildcards.scenario}/workers/{w}.json"
+        )
+        for w in range(config["tune"]["workers"])
+    ]
 
 
 def leakage_student_inputs(wildcards):

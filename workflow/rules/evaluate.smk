@@ -22,7 +22,7 @@ rule predict:
 
 
 rule metrics:
-    """Every metric of one model on test (threshold 0.5 and validation-fixed thresholds) with CIs."""
+    """Every metric of one model on test (the paper's threshold 0.5 and validation-fixed thresholds) with CIs."""
     input:
         test=results("predictions/{name}.parquet"),
         val=results("predictions/val/{name}.parquet"),
@@ -34,7 +34,6 @@ rule metrics:
         benchmarks("metrics/{name}.tsv")
     threads: 1
     params:
-        threshold=EVAL["threshold"],
         bootstrap_n=EVAL["bootstrap_n"],
         seed=EVAL["seed"],
         ci_level=EVAL["ci_level"],
@@ -61,7 +60,7 @@ rule table_configuration:
 
 
 rule table_classification:
-    """Table 2: accuracy, precision, recall, F1, ROC-AUC with CIs and comparisons with the reference."""
+    """Table 2: accuracy, precision, recall, F1, ROC-AUC with CIs and paired comparisons with the reference."""
     input:
         metrics=eval_files("metrics"),
         predictions=eval_files("predictions"),
@@ -72,8 +71,44 @@ rule table_classification:
     params:
         models=TABLE_MODELS,
         reference=EVAL["reference"],
+        bootstrap_n=EVAL["bootstrap_n"],
+        seed=EVAL["seed"],
+        ci_level=EVAL["ci_level"],
     script:
         "../scripts/table2_classification.py"
+
+
+rule table_comparisons:
+    """Every model against the reference: paired subject-bootstrap differences, Holm-adjusted p-values."""
+    input:
+        predictions=eval_files("predictions"),
+    output:
+        **table_outputs("comparisons", "comparisons.rst", "paired comparisons"),
+    log:
+        logs("tables/comparisons.log"),
+    params:
+        models=TABLE_MODELS,
+        reference=EVAL["reference"],
+        bootstrap_n=EVAL["bootstrap_n"],
+        seed=EVAL["seed"],
+        ci_level=EVAL["ci_level"],
+    script:
+        "../scripts/table_comparisons.py"
+
+
+rule table_protocol:
+    """The CelebA-Spoof benchmark's view: TPR at FPR 1%/0.5%/0.1% next to APCER/BPCER/ACER/AUC/EER."""
+    input:
+        metrics=eval_files("metrics"),
+    output:
+        **table_outputs("protocol", "protocol.rst", "CelebA-Spoof benchmark"),
+    log:
+        logs("tables/protocol.log"),
+    params:
+        models=TABLE_MODELS,
+        protocol=PROTOCOL,
+    script:
+        "../scripts/table_protocol.py"
 
 
 rule table_antispoofing:

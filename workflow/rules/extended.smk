@@ -59,6 +59,8 @@ use rule train_student as leakage_train_student with:
 
 
 use rule train_student as replicate_train_student with:
+    input:
+        unpack(replicate_student_inputs),
     output:
         **model_files("replicates/seed{seed}/models/{scenario}"),
     log:
@@ -70,6 +72,38 @@ use rule train_student as replicate_train_student with:
         settings=training_settings,
         seed=replicate_seed,
         variant="replicates/seed{seed}",
+
+
+use rule tune_worker as replicate_tune_worker with:
+    output:
+        done=results("replicates/seed{seed}/optuna/{scenario}/workers/{worker}.json"),
+    log:
+        logs("replicates/seed{seed}/tune/{scenario}/worker{worker}.log"),
+    benchmark:
+        benchmarks("replicates/seed{seed}/tune/{scenario}/worker{worker}.tsv")
+    params:
+        scenario="{scenario}",
+        worker="{worker}",
+        settings=replicate_tuning_settings,
+        journal=results("replicates/seed{seed}/optuna/{scenario}/journal.log"),
+
+
+use rule tune_study as replicate_tune_study with:
+    input:
+        workers=replicate_tune_worker_outputs,
+    output:
+        best_params=results("replicates/seed{seed}/optuna/{scenario}/best_params.json"),
+        trials=results("replicates/seed{seed}/optuna/{scenario}/trials.parquet"),
+        history=results("replicates/seed{seed}/optuna/{scenario}/history.png"),
+        importance=results("replicates/seed{seed}/optuna/{scenario}/importance.png"),
+    log:
+        logs("replicates/seed{seed}/tune/{scenario}/study.log"),
+    benchmark:
+        benchmarks("replicates/seed{seed}/tune/{scenario}/study.tsv")
+    params:
+        scenario="{scenario}",
+        settings=replicate_tuning_settings,
+        journal=results("replicates/seed{seed}/optuna/{scenario}/journal.log"),
 
 
 use rule train_student as cross_attack_train_student with:
@@ -128,6 +162,8 @@ rule table_replicates:
         seeds=REPLICATES["seeds"],
         reference=REPLICATES["reference"],
         level=EVAL["ci_level"],
+        tuned=[s for s in REPLICATES["scenarios"] if config["scenarios"][s]["tune"]],
+        retune=REPLICATES["retune"],
     script:
         "../scripts/table_replicates.py"
 

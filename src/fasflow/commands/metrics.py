@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .. import DECISION_THRESHOLD  # fasflow.metrics' constant, without importing the metrics stack
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -9,14 +11,23 @@ def register(subparsers) -> None:
         help="metrics of a predictions file (spoof = positive class), printed as JSON",
         description=(
             "Accuracy, precision, recall, F1, ROC-AUC, APCER, BPCER, ACER (paper: pooled; "
-            "acer_iso: from APCER_PAIS), APCER per spoof type and EER at threshold 0.5 "
-            "(score >= threshold -> spoof). With --val, also the metrics at the validation-EER "
-            "threshold (HTER) and BPCER at fixed APCER, thresholds set on the validation scores."
+            "acer_iso: from APCER_PAIS), APCER per spoof type at the decision threshold 0.5 "
+            "(score >= threshold -> spoof), the EER (nearest ROC point) and the CelebA-Spoof "
+            "benchmark's tpr_at_fpr (TPR = 1 - APCER at BPCER = 1%%, 0.5%%, 0.1%%, threshold on the "
+            "same scores as the benchmark does). With --val, also the metrics at the validation-EER "
+            "threshold (HTER), BPCER at fixed APCER and at fixed APCER_PAIS, and "
+            "tpr_at_fpr_val_threshold, thresholds set on the validation scores; the test rates "
+            "reached at those thresholds are reported."
         ),
     )
     parser.add_argument("predictions", help="test predictions parquet (path, subject_id, label, spoof_type, score)")
     parser.add_argument("--val", help="validation predictions parquet that fixes the thresholds")
-    parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default 0.5)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DECISION_THRESHOLD,
+        help=f"decision threshold for ad hoc analysis (default {DECISION_THRESHOLD:g}, the workflow's only one)",
+    )
     parser.add_argument(
         "--bpcer-at-apcer",
         type=float,
@@ -39,6 +50,10 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..metrics import evaluate, read_predictions
 
+    if not 0 <= args.threshold <= 1:
+        raise ConfigError(f"--threshold must lie in [0, 1] (scores are P(spoof)), got {args.threshold}")
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, got {args.bootstrap}")
     if not 0 < args.ci_level < 1:
         raise ConfigError(f"--ci-level must lie in (0, 1), got {args.ci_level}")
     if any(not 0 <= r < 1 for r in args.bpcer_at_apcer):
