@@ -101,14 +101,27 @@ def write_split(root: Path, split: str, n: int, size: int = 20, seed: int = 0) -
     manifest.write_parquet(root / f"results/splits/{split}.parquet")
 
 
-def fabricated_study(work: Path, models, config_name: str, config_text: str) -> Path:
+FABRICATED_CONFIG = """
+dataset:
+  root: {root}/celeba
+  synthetic: {{enabled: true}}
+scenarios:
+  S0: {{distill: false, tune: false}}
+  S1: {{distill: false, tune: false, lr: 9.7e-5, dropout: 0.3}}
+  S2: {{distill: true, tune: false}}
+  S3: {{distill: true, tune: false}}
+"""
+
+
+def fabricated_study(work: Path, models, config_name: str, extra_config: str) -> Path:
     """A Snakemake working directory whose training part is fabricated: untrained model folders
-    (S2 and S3 distilled), val/test face caches and manifests, and an extra config file."""
+    (S2 and S3 distilled, none tuned), val/test face caches and manifests, and a config file
+    `config_name` (FABRICATED_CONFIG + `extra_config`)."""
     import shutil
 
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(root / "config", work / "config")
-    (work / config_name).write_text(config_text)
+    (work / config_name).write_text(FABRICATED_CONFIG.format(root=work) + extra_config)
     for i, name in enumerate(models):
         write_model_dir(work / "results/models" / name, name, seed=i, distill=name in ("S2", "S3"))
     write_split(work, "val", 12, size=24, seed=1)

@@ -24,14 +24,6 @@ EVAL_RULES = [
 ]
 MODELS = ["teacher", "S0", "S1", "S2", "S3"]
 CONFIG = """
-dataset:
-  root: {root}/celeba
-  synthetic: {{enabled: true}}
-scenarios:
-  S0: {{distill: false, tune: false}}
-  S1: {{distill: false, tune: false, lr: 9.7e-5, dropout: 0.3}}
-  S2: {{distill: true, tune: false}}
-  S3: {{distill: true, tune: false}}
 evaluate:
   bootstrap_n: 50
 """
@@ -60,7 +52,7 @@ def job_stats(text: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("evalflow")
-    return fabricated_study(work, MODELS, "eval.yaml", CONFIG.format(root=work))
+    return fabricated_study(work, MODELS, "eval.yaml", CONFIG)
 
 
 @pytest.mark.workflow

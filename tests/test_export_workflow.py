@@ -26,18 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPORT_RULES = ["export_onnx", "quantize_onnx", "latency", "table_onnx", "table4", "onnx"]
 MODELS = ["S0", "S1", "S2", "S3"]  # the teacher is left out (export.include_teacher) to keep this quick
 CONFIG = """
-dataset:
-  root: {root}/celeba
-  synthetic: {{enabled: true}}
-scenarios:
-  S0: {{distill: false, tune: false}}
-  S1: {{distill: false, tune: false}}
-  S2: {{distill: true, tune: false}}
-  S3: {{distill: true, tune: false}}
 export:
   include_teacher: false
-  latency: {{warmup: 1, runs: 3}}
-  int8: {{calibration_size: 8}}
+  latency: {warmup: 1, runs: 3}
+  int8: {calibration_size: 8}
 """
 
 
@@ -52,7 +44,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("exportflow")
-    return fabricated_study(work, MODELS + ["teacher"], "export.yaml", CONFIG.format(root=work))
+    return fabricated_study(work, MODELS + ["teacher"], "export.yaml", CONFIG)
 
 
 @pytest.mark.workflow

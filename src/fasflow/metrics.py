@@ -512,25 +512,10 @@ def _intervals(samples: Mapping, level: float) -> dict:
     }
 
 
-def bootstrap_intervals(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    subjects: np.ndarray,
-    spoof_types: np.ndarray | None = None,
-    threshold: float = DECISION_THRESHOLD,
-    hter_threshold: float | None = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    max_block_cells: int = 4_000_000,
-    fprs: Sequence[float] = BENCHMARK_FPRS,
-    val_fpr_thresholds: Mapping[str, float] | None = None,
-) -> dict:
-    """Subject-level (cluster) percentile bootstrap intervals of every metric of bootstrap_samples."""
-    samples = bootstrap_samples(
-        labels, scores, subjects, spoof_types, threshold, hter_threshold, n_resamples, seed, max_block_cells, fprs, val_fpr_thresholds
-    )
-    return _intervals(samples, level)
+def bootstrap_intervals(*args, level: float = 0.95, **kwargs) -> dict:
+    """Subject-level (cluster) percentile bootstrap intervals at `level` of every metric of
+    bootstrap_samples, which takes the other arguments."""
+    return _intervals(bootstrap_samples(*args, **kwargs), level)
 
 
 # ---------------------------------------------------------------------------
