@@ -24,7 +24,7 @@ import orjson
 import polars as pl
 from PIL import Image
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 LABEL_LENGTH = 44
 IDX_SPOOF_TYPE, IDX_ILLUMINATION, IDX_ENVIRONMENT, IDX_LABEL = 40, 41, 42, 43
@@ -55,6 +55,24 @@ DEFAULT_POLICIES = {
     "on_malformed_box": "keep",
     "on_bad_box": "keep",
 }
+
+# CelebA-Spoof's official protocols: folders under metas/, each with train_label.json and
+# test_label.json (config/README.md, "Protocols", says what each one selects).
+OFFICIAL_PROTOCOLS = (
+    "intra_test",
+    "protocol1",
+    "protocol2/test_on_high_quality_device",
+    "protocol2/test_on_middle_quality_device",
+    "protocol2/test_on_low_quality_device",
+)
+
+
+def protocol_label_files(protocol: str) -> list[str]:
+    """[train, test] label files of an official protocol, relative to the dataset root."""
+    if protocol not in OFFICIAL_PROTOCOLS:
+        raise ConfigError(f"unknown CelebA-Spoof protocol {protocol!r} (dataset.protocol); known: {', '.join(OFFICIAL_PROTOCOLS)}")
+    return [f"metas/{protocol}/{side}_label.json" for side in ("train", "test")]
+
 
 SCHEMA = {
     "path": pl.String,
