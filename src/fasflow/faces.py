@@ -76,7 +76,8 @@ def crop_face(
     image: Image.Image, box: tuple[float, float, float, float] | None, margin: float, size: int
 ) -> np.ndarray:
     """Crop the (pixel) box with margin, resize to size x size; uint8 HxWx3 RGB."""
-    image = image.convert("RGB")
+    if image.mode != "RGB":  # convert() of an RGB image is a full copy: 36 MB for a 12 MP photo
+        image = image.convert("RGB")
     crop = square_crop_box(box, image.width, image.height, margin)
     face = image.resize((size, size), Image.Resampling.BILINEAR, box=crop)
     return np.asarray(face, dtype=np.uint8)
@@ -118,7 +119,9 @@ def decode_face(
         # draft maps the full image onto (0, 0, width / s, height / s) of the reduced one.
         factor = width / drafted[1][2]
         reduced_crop = tuple(c / factor for c in crop)
-        face = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, box=reduced_crop)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        face = image.resize((size, size), Image.Resampling.BILINEAR, box=reduced_crop)
         return np.asarray(face, dtype=np.uint8), int(round(factor))
 
 
