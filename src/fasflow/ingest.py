@@ -392,7 +392,9 @@ def _attach_files(table: pl.DataFrame, root: Path, tally: Tally, threads: int) -
     # noise. Filters are process-wide, so they are set here, before the worker threads start.
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        facts = list(pool.map(lambda p: inspect_file(guard, p), paths, chunksize=256))
+        # Batches of paths per task: one future per image costs more than reading its header.
+        batches = [paths[i : i + 512] for i in range(0, len(paths), 512)]
+        facts = [fact for batch in pool.map(lambda b: [inspect_file(guard, p) for p in b], batches) for fact in batch]
     for reason in ("unsafe_path", "missing_image", "unreadable_image"):
         tally.add(reason, [p for p, f in zip(paths, facts) if f["status"] == reason])
     drop = set()
