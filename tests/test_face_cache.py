@@ -64,12 +64,17 @@ def test_streamed_cache_is_byte_identical_to_np_save_of_the_in_memory_cache(spli
     assert report["chunk_images"] == 5 and report["jpeg_reduction"]["1"] == 36
 
 
-def test_reductions_are_counted(split, tmp_path):
-    root, manifest, table = split
-    faces, manifest_out, report_out = outputs(tmp_path)
-    report = write_face_cache(manifest, root, MARGIN, 16, 2, {}, faces, manifest_out, report_out)
-    jpegs = int(table["path"].str.ends_with(".jpg").sum())  # 70 px crops: 1/4 keeps 17 >= 16 px
-    assert report["jpeg_reduction"] == {"1": 36 - jpegs, "2": 0, "4": jpegs, "8": 0} and jpegs > 0
+def test_reductions_are_counted(tmp_path):
+    root = tmp_path / "celeba"
+    (root / "Data").mkdir(parents=True)
+    smooth_photo(1200, 900).save(root / "Data/large.jpg", quality=90)  # 1.08 MP
+    smooth_photo(900, 800).save(root / "Data/small.jpg", quality=90)  # 0.72 MP: decoded exactly
+    manifest = tmp_path / "m.parquet"
+    pl.DataFrame({"path": ["Data/large.jpg", "Data/small.jpg"] * 3, "box_x": [100.0] * 6, "box_y": [100.0] * 6,
+                  "box_w": [500.0] * 6, "box_h": [500.0] * 6}).write_parquet(manifest)
+    out = tmp_path / "out"
+    report = write_face_cache(manifest, root, MARGIN, 64, 2, {}, out / "f.npy", out / "f.parquet", out / "f.json")
+    assert report["jpeg_reduction"] == {"1": 3, "2": 0, "4": 0, "8": 3}  # 700 px crops: 1/8 keeps 87 >= 64
 
 
 def test_npy_header_is_np_save_s(tmp_path):
@@ -255,7 +260,12 @@ def test_small_jpeg_and_png_are_decoded_exactly_as_before(tmp_path):
     photo = smooth_photo(300, 240)
     photo.save(tmp_path / "small.jpg", quality=92)
     photo.save(tmp_path / "large.png")
+    smooth_photo(1100, 800).save(tmp_path / "under_a_megapixel.jpg", quality=92)
     box = (100.0, 60.0, 60.0, 70.0)  # crop 98 px < 2 x 64: no reduction for the JPEG
+    with Image.open(tmp_path / "under_a_megapixel.jpg") as image:
+        expected = crop_face(image, (100.0, 60.0, 600.0, 600.0), 0.2, 64)
+    face, scale = decode_face(tmp_path / "under_a_megapixel.jpg", (100.0, 60.0, 600.0, 600.0), 0.2, 64)
+    assert scale == 1 and face.tobytes() == expected.tobytes()  # 0.88 MP: the 1/8 the crop allows is not used
     for name in ("small.jpg", "large.png"):
         with Image.open(tmp_path / name) as image:
             expected = crop_face(image, box, 0.2, 64)

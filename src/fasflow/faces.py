@@ -3,8 +3,9 @@
 The face cache of a split (`write_face_cache`) is one uint8 array (N, S, S, 3) in a `.npy`
 file, written to disk chunk by chunk so that memory does not grow with N, plus the manifest of
 the rows it holds (the split manifest less the images that could not be decoded) and a report.
-Large JPEG photos are decoded at a reduced scale (`decode_face`) whenever the face crop keeps at
-least S pixels per side, which is most of the cost at CelebA-Spoof scale.
+JPEG photos of a megapixel or more are decoded at a reduced scale (`decode_face`) whenever the
+face crop keeps at least S pixels per side: decoding multi-megapixel photos only to shrink their
+faces is most of the cost at CelebA-Spoof scale.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from .runlog import get_logger
 
 BOX_FRAME = 224  # CelebA-Spoof boxes are given in the frame of the image resized to 224x224
 DRAFT_SCALES = (8, 4, 2)  # the reductions libjpeg decodes directly (DCT scaling)
+# Below a megapixel a full decode costs a few ms and a reduced one saves little; such images
+# (CelebA's live photos, the synthetic datasets) are decoded exactly, as before.
+DRAFT_MIN_PIXELS = 1_000_000
 CHUNK_BYTES = 64 * 2**20  # faces decoded per chunk: the step's memory beyond its fixed part
 PROGRESS_SECONDS = 15.0  # at most one progress line per this many seconds (and one per chunk at most)
 BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
@@ -97,9 +101,10 @@ def decode_face(
 ) -> tuple[np.ndarray, int]:
     """Decode one image file and crop its face: (uint8 size x size x 3, JPEG reduction used).
 
-    `box` is the pixel box of the full-size image (as ingest writes it). With `reduce`, a JPEG
-    whose crop keeps at least `size` pixels per side at 1/2, 1/4 or 1/8 scale is decoded at that
-    scale (libjpeg's DCT scaling, `Image.draft`) and the crop box is scaled with it; the result
+    `box` is the pixel box of the full-size image (as ingest writes it). With `reduce`, a JPEG of
+    at least DRAFT_MIN_PIXELS whose crop keeps at least `size` pixels per side at 1/2, 1/4 or 1/8
+    scale is decoded at that scale (libjpeg's DCT scaling, `Image.draft`) and the crop box is
+    scaled with it; the result
     differs from a full decode only by the two low-pass filters' rounding. Otherwise the output is
     exactly `crop_face` of the fully decoded image. Raises what PIL raises on a broken file, and
     DecompressionBombError for an image over Image.MAX_IMAGE_PIXELS.
@@ -110,7 +115,8 @@ def decode_face(
             raise Image.DecompressionBombError(f"{width}x{height} pixels exceed Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS})")
         crop = square_crop_box(box, width, height, margin)
         # MPO (camera JPEGs with extra frames) is a JpegImageFile too.
-        scale = draft_scale(crop, size) if reduce and isinstance(image, JpegImagePlugin.JpegImageFile) else 1
+        large_jpeg = isinstance(image, JpegImagePlugin.JpegImageFile) and width * height >= DRAFT_MIN_PIXELS
+        scale = draft_scale(crop, size) if reduce and large_jpeg else 1
         if scale == 1:
             return crop_face(image, box, margin, size), 1
         drafted = image.draft("RGB", (width // scale, height // scale))
