@@ -132,16 +132,18 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
 
 
 def broken_files(root, table):
-    """Truncate one image, corrupt another, make a third a decompression bomb (under a small pixel limit)."""
+    """Truncate one image, corrupt another, make two decompression bombs (under a small pixel limit):
+    one over the limit (PIL warns) and one over twice the limit (PIL raises on open)."""
     paths = table["path"].to_list()
-    truncated, corrupt, bomb = paths[1], paths[7], paths[20]
+    truncated, corrupt, bomb, big_bomb = paths[1], paths[7], paths[20], paths[28]
     data = (root / truncated).read_bytes()
     (root / truncated).write_bytes(data[: len(data) // 2])
     data = bytearray((root / corrupt).read_bytes())
     data[len(data) // 2 :] = b"\x00" * (len(data) - len(data) // 2)
     (root / corrupt).write_bytes(bytes(data))
     write_image(root / bomb, 120, 100)  # 12,000 pixels; others have 8,000
-    return truncated, corrupt, bomb
+    write_image(root / big_bomb, 250, 100)  # 25,000 pixels
+    return truncated, corrupt, bomb, big_bomb
 
 
 @pytest.fixture
@@ -151,12 +153,12 @@ def small_pixel_limit(monkeypatch):
 
 def test_broken_images_are_skipped_and_counted_and_the_cache_stays_aligned(split, tmp_path, small_pixel_limit):
     root, _, table = split
-    truncated, corrupt, bomb = broken_files(root, table)
+    truncated, corrupt, bomb, big_bomb = broken_files(root, table)
     report, faces, manifest_out, _ = run(split, tmp_path, SKIP, chunk_images=7)
     cached = pl.read_parquet(manifest_out)
     assert cached.columns == table.columns
     left_out = set(table["path"]) - set(cached["path"])
-    assert truncated in left_out and bomb in left_out
+    assert {truncated, bomb, big_bomb} <= left_out
     assert report["skipped"]["unreadable_image"] == len(left_out) and report["cached"] == 36 - len(left_out)
     assert set(report["examples"]["unreadable_image"]) == left_out
     array = np.load(faces, mmap_mode="r", allow_pickle=False)
@@ -165,15 +167,12 @@ def test_broken_images_are_skipped_and_counted_and_the_cache_stays_aligned(split
     assert cached["path"].to_list() == [p for p in table["path"] if p not in left_out]  # order kept
 
 
-@pytest.mark.parametrize("victim", ["truncated", "bomb"])
+@pytest.mark.parametrize("victim", ["truncated", "bomb", "big_bomb"])
 def test_fail_policy_names_the_file_and_writes_nothing(split, tmp_path, small_pixel_limit, victim):
     root, _, table = split
-    broken = dict(zip(("truncated", "corrupt", "bomb"), broken_files(root, table)))
-    (root / broken["corrupt"]).write_bytes((root / table["path"][0]).read_bytes())  # only one problem here
-    if victim == "truncated":
-        write_image(root / broken["bomb"], 100, 80)
-    else:
-        write_image(root / broken["truncated"], 100, 80)
+    broken = dict(zip(("truncated", "corrupt", "bomb", "big_bomb"), broken_files(root, table)))
+    for name in set(broken) - {victim}:  # only one problem here
+        write_image(root / broken[name], 100, 80)
     with pytest.raises(DataError, match=broken[victim].replace("/", ".")) as error:
         run(split, tmp_path, {"on_unreadable_image": "fail"})
     assert "unreadable_image" in str(error.value)
