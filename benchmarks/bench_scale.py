@@ -4,6 +4,8 @@ Builds a tree with metas/intra_test/{train,test}_label.json listing N images (a 
 distinct small JPEG/PNG files and box files, hard-linked under N names, so it is built in seconds
 and takes little disk), then runs each stage in its own process and prints its wall time,
 images/s and peak resident memory (the child's ru_maxrss), for two sizes and their ratios.
+The split is `fasflow.splits.split_official_protocol` where the package has it (else test = the
+test file, train = the train file); the face cache is that of the train split.
 
 Targets (issue 13): the face cache's peak RSS differs by < 20% between the two sizes (one at
 least 4x the other); time grows about linearly with N.
@@ -100,10 +102,15 @@ def stage(name: str, root: Path, work: Path, threads: int, face_size: int) -> di
     if name == "split":
         import polars as pl
 
-        # The protocol's test split is its test file; train is the rest (no validation carved out here).
+        from fasflow import splits
+
         images = pl.read_parquet(work / "images.parquet")
-        for side in ("train", "test"):
-            io.write_parquet(work / f"{side}.parquet", images.filter(pl.col("protocol_split") == side))
+        if hasattr(splits, "split_official_protocol"):  # the official-protocol split (issue 14)
+            parts = splits.split_official_protocol(images, 0.1, 2024, None, "image", 2024)
+        else:  # before it existed: test = the test file, train = the train file, no validation
+            parts = {side: images.filter(pl.col("protocol_split") == side) for side in ("train", "test")}
+        for side, frame in parts.items():
+            io.write_parquet(work / f"{side}.parquet", frame)
         return {"images": images.height}
     if name == "face_cache":
         from fasflow.faces import write_face_cache
