@@ -187,6 +187,12 @@ def main() -> int:
     for name in stages:
         a, b = results[small][name], results[large][name]
         print(f"    {name:21s} time x{b['wall_s'] / a['wall_s']:.2f}  peak RSS x{b['peak_rss_mib'] / a['peak_rss_mib']:.2f}")
+    from fasflow.faces import CHUNK_BYTES
+
+    chunk = CHUNK_BYTES // (args.face_size**2 * 3)
+    if results[small]["face_cache"]["images"] < chunk:
+        print(f"  note: the smaller cache ({results[small]['face_cache']['images']:,} faces) is less than one chunk ({chunk:,} faces "
+              f"at {args.face_size} px), so its buffer is smaller too; choose sizes above one chunk to compare memory")
     spread = abs(results[large]["face_cache"]["peak_rss_mib"] / results[small]["face_cache"]["peak_rss_mib"] - 1)
     verdict = "OK" if spread < TARGET_RSS_SPREAD and large >= 4 * small else "MISSED"
     print(f"  face cache peak RSS differs by {100 * spread:.1f}% between the sizes (target < {100 * TARGET_RSS_SPREAD:.0f}%, sizes >= 4x apart): {verdict}")
