@@ -95,9 +95,11 @@ def stage(name: str, root: Path, work: Path, threads: int, face_size: int) -> di
     from fasflow.ingest import protocol_label_files
 
     if name == "ingest":
-        from fasflow.pipeline import run_ingest
+        from fasflow.ingest import ingest
 
-        report = run_ingest(root, protocol_label_files("intra_test"), POLICIES, True, threads, work / "images.parquet", work / "ingest.json")
+        table, report = ingest(root, protocol_label_files("intra_test"), POLICIES, check_files=True, threads=threads)
+        io.write_parquet(work / "images.parquet", table)
+        io.write_json(work / "ingest.json", report)
         return {"images": report["listed"]}
     if name == "split":
         import polars as pl
