@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fasflow.data import FaceDataset, build_loader, train_transform  # noqa: E402
-from fasflow.faces import build_face_cache  # noqa: E402
+from fasflow.faces import write_face_cache  # noqa: E402
 from fasflow.ingest import ingest  # noqa: E402
 from fasflow.models import create_model  # noqa: E402
 from fasflow.splits import choose_subset, split_subjects  # noqa: E402
@@ -77,9 +77,11 @@ def bench_face_cache(n: int = 400) -> None:
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)).save(root / f"{i}.png")
         manifest = pl.DataFrame({"path": [f"{i}.png" for i in range(n)], "box_x": [200.0] * n, "box_y": [100.0] * n, "box_w": [200.0] * n, "box_h": [240.0] * n})
+        manifest.write_parquet(root / "split.parquet")
         for threads in (1, 2):
+            out = root / f"faces{threads}"
             start = time.perf_counter()
-            build_face_cache(manifest, root, margin=0.2, size=256, threads=threads)
+            write_face_cache(root / "split.parquet", root, 0.2, 256, threads, {}, out / "f.npy", out / "f.parquet", out / "f.json")
             elapsed = time.perf_counter() - start
             print(f"face cache 640x480 PNG -> 256 px, {threads} thread(s): {n / elapsed:.0f} images/s")
 

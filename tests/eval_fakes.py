@@ -84,7 +84,8 @@ def write_model_dir(directory: Path, name: str, seed: int = 0, **summary_kwargs)
 
 
 def write_split(root: Path, split: str, n: int, size: int = 20, seed: int = 0) -> None:
-    """results/faces/{split}.npy and results/splits/{split}.parquet with n images."""
+    """results/faces/{split}.npy with n images, its manifest (results/faces/{split}.parquet, the same
+    as the split's results/splits/{split}.parquet: nothing was skipped) and the cache's report."""
     rng = np.random.default_rng(seed)
     labels = np.array([i % 3 != 0 for i in range(n)], dtype=int)  # 1 live : 2 spoof
     manifest = pl.DataFrame(
@@ -99,6 +100,8 @@ def write_split(root: Path, split: str, n: int, size: int = 20, seed: int = 0) -
     (root / "results/splits").mkdir(parents=True, exist_ok=True)
     np.save(root / f"results/faces/{split}.npy", rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8))
     manifest.write_parquet(root / f"results/splits/{split}.parquet")
+    manifest.write_parquet(root / f"results/faces/{split}.parquet")
+    (root / f"results/faces/{split}.json").write_text(json.dumps({"images": n, "cached": n, "skipped": {}}))
 
 
 FABRICATED_CONFIG = """

@@ -94,7 +94,7 @@ def test_real_pipeline_model_exports_and_predict_matches_the_face_cache(tiny_wor
     tiny_workflow.run("results/onnx/S0.onnx", "results/onnx/S0.int8.json")
     report = json.loads(tiny_workflow.path("results/onnx/S0.json").read_text())
     assert report["parity"]["passed"]
-    test = pl.read_parquet(tiny_workflow.path("results/splits/test.parquet"))
+    test = pl.read_parquet(tiny_workflow.path("results/faces/test.parquet"))  # the rows of the cache
     faces = np.load(tiny_workflow.path("results/faces/test.npy"), allow_pickle=False)
     row = next(i for i, status in enumerate(test["box_status"].to_list()) if status == "ok")
     image = tiny_workflow.path("resources/tiny/celeba_spoof") / test["path"][row]

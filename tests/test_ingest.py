@@ -1,10 +1,13 @@
 """Ingest on hand-made CelebA-Spoof trees: conversions, counts, policies and bad input."""
 
 import json
+import os
+from pathlib import Path
 
 import polars as pl
 import pytest
 from celeba_tree import LABEL_FILES, label_vector, make_tree, write_image
+from PIL import Image
 
 from fasflow.errors import DataError
 from fasflow.ingest import box_in_pixels, ingest, is_safe_relative, parse_box
@@ -196,3 +199,155 @@ def test_unknown_policy_key_rejected(tree):
     root, _ = tree
     with pytest.raises(DataError, match="unknown ingest policy"):
         ingest(root, LABEL_FILES, {"on_typo": "skip"})
+
+
+def test_protocol_split_comes_from_the_label_file_name(tree):
+    root, labels = tree
+    table, report = ingest(root, LABEL_FILES, {})
+    assert table.columns[6:8] == ["official_split", "protocol_split"] and table.schema["protocol_split"] == pl.String
+    by_side = dict(table.group_by("protocol_split").agg(pl.col("path")).iter_rows())
+    assert set(by_side["train"]) == set(labels["train"]) and set(by_side["test"]) == set(labels["test"])
+    assert report["protocol_split"]["train"]["images"] == len(labels["train"])
+    assert report["protocol_split"]["test"] == {"images": 12, "subjects": 2, "live": 4, "spoof": 8}
+    assert report["label_file_sides"] == dict(zip(LABEL_FILES, ["train", "test"]))
+
+
+def test_protocol_split_is_independent_of_the_data_folder(tree):
+    # A protocol's test file may list images stored under Data/train (and the reverse).
+    root, labels = tree
+    moved = sorted(labels["train"])[:3]
+    train = {k: v for k, v in labels["train"].items() if k not in moved}
+    test = {**labels["test"], **{k: labels["train"][k] for k in moved}}
+    rewrite_labels(root, "train", train)
+    rewrite_labels(root, "test", test)
+    table, report = ingest(root, LABEL_FILES, {})
+    rows = table.filter(pl.col("path").is_in(moved))
+    assert rows["official_split"].to_list() == ["train"] * 3 and rows["protocol_split"].to_list() == ["test"] * 3
+    assert report["protocol_split"]["test"]["images"] == len(labels["test"]) + 3
+
+
+def test_a_label_file_named_neither_train_nor_test_is_an_error(tree):
+    root, _ = tree
+    (root / "metas/intra_test/all_label.json").write_text((root / LABEL_FILES[0]).read_text())
+    with pytest.raises(DataError, match="all_label.json.*train_label.json or test_label.json"):
+        ingest(root, [LABEL_FILES[1], "metas/intra_test/all_label.json"], {})
+
+
+def test_huge_integers_in_a_vector_are_malformed_not_a_crash(tree):
+    root, labels = tree
+    train = dict(labels["train"])
+    a, b = list(train)[:2]
+    train[a] = train[a][:43] + [10**30]
+    train[b] = train[b][:41] + [70_000] + train[b][42:]  # illumination beyond Int16
+    rewrite_labels(root, "train", train)
+    table, report = ingest(root, LABEL_FILES, {})
+    assert report["skipped_or_flagged"] == {"malformed_label": 2} and not {a, b} & set(table["path"])
+
+
+def escape(root, tmp_path, relative, kind):
+    """Make one labelled image (or its subject folder, or its box file) a link to outside the root."""
+    outside = tmp_path / "outside"
+    write_image(outside / "secret.jpg", 100, 80)
+    (outside / "secret_BB.txt").write_text("56 56 112 112 0.99\n")
+    image = root / relative
+    if kind == "image":
+        image.unlink()
+        image.symlink_to(outside / "secret.jpg")
+    elif kind == "folder":
+        folder = image.parent
+        for f in folder.iterdir():
+            (outside / f.name).write_bytes(f.read_bytes())
+            f.unlink()
+        folder.rmdir()
+        folder.symlink_to(outside)
+    else:
+        bb = image.with_name(image.stem + "_BB.txt")
+        bb.unlink()
+        bb.symlink_to(outside / "secret_BB.txt")
+    return outside
+
+
+@pytest.mark.parametrize("kind", ["image", "folder", "box"])
+def test_escaping_symlinks_are_unsafe_and_never_opened(tree, tmp_path, monkeypatch, kind):
+    root, labels = tree
+    victim = first_path(labels)
+    outside = escape(root, tmp_path, victim, kind)
+    opened = []
+    original_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or original_open(fp, *a, **k))
+    with pytest.raises(DataError, match="unsafe_path.*on_unsafe_path"):
+        ingest(root, LABEL_FILES, {})
+    table, report = ingest(root, LABEL_FILES, {"on_unsafe_path": "skip"})
+    victims = {p for p in labels["train"] if (root / p).parent == (root / victim).parent} if kind == "folder" else {victim}
+    assert report["skipped_or_flagged"] == {"unsafe_path": len(victims)}
+    assert not victims & set(table["path"]) and table.height == sum(map(len, labels.values())) - len(victims)
+    assert not any(str(outside) in os.path.realpath(p) for p in opened)
+
+
+def test_a_root_reached_through_a_symlink_is_fine(tree, tmp_path):
+    root, labels = tree
+    link = tmp_path / "link_to_root"
+    link.symlink_to(root)
+    table, report = ingest(link, LABEL_FILES, {})
+    assert report["skipped_or_flagged"] == {} and table.height == sum(map(len, labels.values()))
+
+
+def test_a_decompression_bomb_is_unreadable_at_ingest(tree, monkeypatch):
+    root, labels = tree
+    victim = first_path(labels)
+    write_image(root / victim, 120, 100)  # 12,000 pixels; the others have 8,000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    table, report = ingest(root, LABEL_FILES, {})
+    assert report["skipped_or_flagged"] == {"unreadable_image": 1} and victim not in table["path"].to_list()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # now twice over the limit: PIL raises on open
+    with pytest.raises(DataError, match="unreadable_image"):
+        ingest(root, LABEL_FILES, {"on_unreadable_image": "fail"})
+
+
+def test_truncated_image_passes_ingest_for_the_face_cache_to_catch(tree):
+    # Ingest reads headers only; a full decode (the face cache) finds the truncation.
+    root, labels = tree
+    victim = first_path(labels)
+    data = (root / victim).read_bytes()
+    (root / victim).write_bytes(data[: len(data) // 2])
+    table, report = ingest(root, LABEL_FILES, {})
+    assert victim in table["path"].to_list() and report["skipped_or_flagged"] == {}
+
+
+def make_all_bad(root, labels, problem):
+    if problem == "malformed":
+        rewrite_labels(root, "test", {k: [0] * 43 for k in labels["test"]})
+    elif problem == "missing":
+        for k in labels["test"]:
+            (root / k).unlink()
+    elif problem == "unreadable":
+        for k in labels["test"]:
+            (root / k).write_bytes(b"junk")
+    elif problem == "unsafe":
+        rewrite_labels(root, "test", {f"../x{i}.png": v for i, v in enumerate(labels["test"].values())})
+    elif problem == "duplicate":
+        rewrite_labels(root, "test", {k: labels["train"][k] for k in list(labels["train"])[:3]})
+    elif problem == "bad_box_skipped":
+        for k in labels["test"]:
+            (root / k).with_name(Path(k).stem + "_BB.txt").write_text("0 0 0 0 1")
+
+
+@pytest.mark.parametrize("problem", ["malformed", "missing", "unreadable", "unsafe", "duplicate", "bad_box_skipped"])
+def test_a_label_file_with_no_usable_image_is_a_clear_error(tree, problem):
+    root, labels = tree
+    make_all_bad(root, labels, problem)
+    policies = {"on_unsafe_path": "skip", "on_bad_box": "skip"}
+    with pytest.raises(DataError, match=r"no usable images .*test_label.json \(listed \d+; problems counted") as error:
+        ingest(root, LABEL_FILES, policies, threads=2)
+    reason = {"malformed": "malformed_label", "missing": "missing_image", "unreadable": "unreadable_image", "unsafe": "unsafe_path",
+              "duplicate": "duplicate_path", "bad_box_skipped": "bb_bad"}[problem]
+    assert f"'{reason}': {len(labels['test']) if problem != 'duplicate' else 3}" in str(error.value)
+
+
+@pytest.mark.parametrize("check_files", [True, False])
+def test_every_label_file_all_malformed_is_the_same_clear_error(tree, check_files):
+    root, labels = tree
+    for side in ("train", "test"):
+        rewrite_labels(root, side, {k: "not a vector" for k in labels[side]})
+    with pytest.raises(DataError, match="no usable images.*train_label.json, metas/intra_test/test_label.json.*malformed_label"):
+        ingest(root, LABEL_FILES, {}, check_files=check_files)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_FILES = {"results/splits/test.parquet", "results/faces/test.npy"}
+TEST_FILES = {"results/splits/test.parquet", "results/faces/test.npy", "results/faces/test.parquet"}
 # Rules allowed to read the test split directly. face_cache builds results/faces/test.npy from
 # the test manifest (preparation only); the rest are prediction/evaluation and export.
 ALLOWED_PREFIXES = ("face_cache", "predict", "metrics", "table", "figure", "evaluate", "export", "quantize", "latency", "report")

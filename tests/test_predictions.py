@@ -54,8 +54,8 @@ def test_run_predict_writes_both_splits(tmp_path):
     weights, summary = model_paths(tmp_path / "models/S0")
     run_predict(
         weights=str(weights), summary=str(summary),
-        val_faces=r / "faces/val.npy", val_manifest=r / "splits/val.parquet",
-        test_faces=r / "faces/test.npy", test_manifest=r / "splits/test.parquet",
+        val_faces=r / "faces/val.npy", val_manifest=r / "faces/val.parquet",
+        test_faces=r / "faces/test.npy", test_manifest=r / "faces/test.parquet",
         val=r / "predictions/val/S0.parquet", test=r / "predictions/S0.parquet",
         batch_size=4, device="cpu",
     )

@@ -276,3 +276,47 @@ def test_cli_bad_input_exits_nonzero(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "ds"), "--subjects", "0"])
     assert rc == 2
     assert "n_subjects" in capsys.readouterr().err
+
+
+PROTOCOL2 = [f"protocol2/test_on_{q}_quality_device" for q in ("low", "middle", "high")]
+
+
+def _protocol(root: Path, protocol: str) -> dict[str, dict[str, list[int]]]:
+    return {side: json.loads((root / f"metas/{protocol}/{side}_label.json").read_text()) for side in ("train", "test")}
+
+
+def test_protocol_folders_follow_the_official_selection_rules(dataset):
+    root, counts = dataset
+    intra = _protocol(root, "intra_test")
+    assert set(counts["protocols"]) == {"intra_test", "protocol1", *PROTOCOL2}
+    for protocol in counts["protocols"]:
+        files = _protocol(root, protocol)
+        assert counts["protocols"][protocol] == {side: len(v) for side, v in files.items()}
+        for side, labels in files.items():
+            # Vectors are copied from intra_test; each file lists its official part's images only.
+            assert all(intra[side][k] == v for k, v in labels.items()), (protocol, side)
+            live = {k for k, v in intra[side].items() if v[43] == 0}
+            assert live <= set(labels), "every live image of the part is in each of its protocol files"
+    p1 = _protocol(root, "protocol1")
+    assert {v[40] for v in p1["train"].values()} == {0, 1, 2, 5, 6, 8, 9}
+    assert {v[40] for v in p1["test"].values()} <= {0, 3, 4, 7} and len(p1["test"]) > len(intra["test"]) // 3
+    assert not any(v[40] == 10 for side in p1.values() for v in side.values())
+    # Protocol 2: the three test files split the official test part's spoofs; each official-train
+    # spoof is missing from exactly one train file (the one that tests on its device quality).
+    p2 = [_protocol(root, name) for name in PROTOCOL2]
+    test_spoofs = [{k for k, v in p["test"].items() if v[43]} for p in p2]
+    assert sum(map(len, test_spoofs)) == len(set().union(*test_spoofs)) == sum(v[43] for v in intra["test"].values())
+    train_spoofs = {k for k, v in intra["train"].items() if v[43]}
+    assert all(sum(k in p["train"] for p in p2) == 2 for k in train_spoofs)
+    assert all(len(s) > 0 for s in test_spoofs), "each quality has test spoofs"
+
+
+def test_protocol_files_ingest_with_their_sides(dataset):
+    from fasflow.ingest import ingest, protocol_label_files
+
+    root, counts = dataset
+    table, report = ingest(root, protocol_label_files("protocol1"), {})
+    assert {s: v["images"] for s, v in report["protocol_split"].items()} == counts["protocols"]["protocol1"]
+    assert (table["protocol_split"] == table["official_split"]).all()
+    with pytest.raises(ConfigError, match="unknown CelebA-Spoof protocol"):
+        protocol_label_files("protocol3")

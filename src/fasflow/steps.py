@@ -115,16 +115,14 @@ def run_split(images: str, train: str, val: str, test: str, report: str, protoco
     return summary
 
 
-def run_face_cache(manifest: str, faces: str, root: str, margin: float, size: int, threads: int = 1) -> None:
-    """Crop, square and resize every face of one split manifest into a uint8 array, in manifest order."""
-    from .faces import build_face_cache
+def run_face_cache(
+    manifest: str, faces: str, faces_manifest: str, report: str, root: str, margin: float, size: int, policies: Mapping, threads: int = 1
+) -> dict:
+    """The faces of one split: a uint8 array written in chunks (bounded memory), the manifest of the
+    rows it holds (images that cannot be decoded are handled by the ingest policies) and a report."""
+    from .faces import write_face_cache
 
-    table = pl.read_parquet(manifest)
-    whole = int(table["box_x"].is_null().sum())
-    get_logger().info(
-        "faces: cropping %d images of %s to %dpx (%d without a usable box use the whole image)", table.height, Path(manifest).name, size, whole
-    )
-    io.write_npy(faces, build_face_cache(table, root, margin, size, threads=threads))
+    return write_face_cache(manifest, root, margin, size, threads, dict(policies), faces, faces_manifest, report)
 
 
 # ---------------------------------------------------------------------------

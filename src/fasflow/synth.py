@@ -5,6 +5,9 @@
     <root>/Data/{train,test}/<subject_id>/{live,spoof}/<image_id>.{jpg,png}
     <root>/Data/.../<image_id>_BB.txt             "x y w h score" in the 224x224 frame
     <root>/metas/intra_test/{train,test}_label.json   {"Data/train/...": [44 ints], ...}
+    <root>/metas/protocol1/{train,test}_label.json    the official protocols' folders, with
+    <root>/metas/protocol2/test_on_{high,middle,low}_quality_device/{train,test}_label.json
+                                                  their selection rules applied (see Protocols)
     <root>/SYNTHETIC.json                         the parameters and counts (written last)
     <root>/Data/.fasflow-synthetic                marks the tree as replaceable by a new run
 
@@ -44,6 +47,17 @@ Design, and why:
   is written in sorted order: the same arguments give byte-identical files. The tree is
   built in a temporary folder and moved into place at the end, so an interrupted run
   leaves no half-written dataset.
+* **Protocols.** Besides `intra_test` (every image of the official train/test part), the
+  generator writes the cross-domain protocols' folders, following the real ones' rules as far
+  as synthetic metadata allows (config/README.md, "Protocols"). Protocol 1 (unseen spoof
+  media): train lists official-train live images and spoofs of types 1, 2, 5, 6, 8, 9; test
+  lists official-test live images and spoofs of A4 (3), face mask (4) and PC (7); 3D masks
+  (10) belong to none of its three families and appear in neither file. Protocol 2 (unseen
+  capture-device quality): the label vector holds no device, so each synthetic spoof image is
+  dealt a hidden device quality (low, middle, high in shuffled rounds, from its own seeded
+  stream); `test_on_X` trains on official-train live images and spoofs of the two other
+  qualities and tests on official-test live images and spoofs of quality X. Adding these
+  files leaves `intra_test` and every image byte-identical to what the generator wrote before.
 * **Messy copies.** `inject_defects` breaks a few chosen files in the ways real partial
   copies are broken (missing images, missing/empty/malformed/non-finite/negative/
   zero-size/outside boxes, a label vector of the wrong length) and says which paths got
@@ -71,6 +85,9 @@ BOX_FRAME = 224
 MARKER = "SYNTHETIC.json"
 DATA_SENTINEL = "Data/.fasflow-synthetic"  # a second mark of a synthetic tree, inside Data/
 LABEL_DIR = "metas/intra_test"
+PROTOCOL1_TRAIN_TYPES = (1, 2, 5, 6, 8, 9)  # photo, poster, upper-body mask, region mask, pad, phone
+PROTOCOL1_TEST_TYPES = (3, 4, 7)  # A4, face mask, PC: one unseen medium per family
+DEVICE_QUALITIES = ("low", "middle", "high")
 LABEL_LEN = 44
 JPEG_QUALITY = 92
 PNG_COMPRESS_LEVEL = 6
@@ -361,6 +378,11 @@ def _write_dataset(
     image_ids = rng.choice(1_000_000, size=total, replace=False)
     rounds = -(-n_subjects * n_spoof // 10)
     spoof_types = np.concatenate([rng.permutation(10) + 1 for _ in range(rounds)])
+    # Hidden capture-device quality of each spoof image, for protocol 2: a stream of its own, so the
+    # images and intra_test stay what they were before protocols were written.
+    device_rng = np.random.default_rng([seed, 6])
+    devices = np.concatenate([device_rng.permutation(3) for _ in range(-(-n_subjects * n_spoof // 3))])
+    shown: list[tuple[str, str, int, int]] = []  # (path, part, spoof type, device quality or -1)
 
     labels: dict[str, dict[str, list[int]]] = {"train": {}, "test": {}}
     counts = {
@@ -395,14 +417,44 @@ def _write_dataset(
             vector[ATTR_SMILING] = int(mouth_open or subject.attributes[ATTR_SMILING])
             vector += [spoof_type, illum if spoof_type else 0, env if spoof_type else 0, int(spoof_type > 0)]
             labels[part][rel] = vector
+            shown.append((rel, part, spoof_type, int(devices[s_idx * n_spoof + (j - n_live)]) if spoof_type else -1))
             counts[kind] += 1
             counts[f"{part}_images"] += 1
             if spoof_type:
                 counts["spoof_types"][str(spoof_type)] += 1
     for part in ("train", "test"):
         _write_labels(tmp / LABEL_DIR / f"{part}_label.json", labels[part])
+    vectors = {**labels["train"], **labels["test"]}
+    counts["protocols"] = {"intra_test": {part: len(labels[part]) for part in ("train", "test")}}
+    for protocol, selected in _protocol_selection(shown).items():
+        for side, paths in selected.items():
+            _write_labels(tmp / "metas" / protocol / f"{side}_label.json", {p: vectors[p] for p in paths})
+        counts["protocols"][protocol] = {side: len(paths) for side, paths in selected.items()}
     (tmp / DATA_SENTINEL).write_text("written by fasflow.synth; safe to replace\n")
     return counts
+
+
+def _protocol_selection(shown: list[tuple[str, str, int, int]]) -> dict[str, dict[str, list[str]]]:
+    """protocol -> {"train": paths, "test": paths} by the protocols' rules (module docstring).
+
+    Live images of the official train part are in every train file, those of the test part in
+    every test file; spoofs are selected by type (protocol 1) or hidden device quality (protocol 2).
+    """
+    def pick(part: str, keep_spoof) -> list[str]:
+        return [p for p, pt, t, d in shown if pt == part and (t == 0 or keep_spoof(t, d))]
+
+    selection = {
+        "protocol1": {
+            "train": pick("train", lambda t, d: t in PROTOCOL1_TRAIN_TYPES),
+            "test": pick("test", lambda t, d: t in PROTOCOL1_TEST_TYPES),
+        }
+    }
+    for q, quality in enumerate(DEVICE_QUALITIES):
+        selection[f"protocol2/test_on_{quality}_quality_device"] = {
+            "train": pick("train", lambda t, d, q=q: d != q),
+            "test": pick("test", lambda t, d, q=q: d == q),
+        }
+    return selection
 
 
 def _write_labels(path: Path, labels: dict[str, list[int]]) -> None:

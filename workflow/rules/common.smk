@@ -158,14 +158,11 @@ def label_files(wildcards=None):
 
 
 def split_files(*splits, folder=""):
-    """Face caches and manifests of `splits` (training never asks for test), under results/`folder`."""
+    """Face caches of `splits` and the manifests of the rows they hold (training never asks for test)."""
     return {
-        f"{split}_{kind}": results(f"{folder}{subdir}/{split}.{ext}")
+        f"{split}_{kind}": results(f"{folder}faces/{split}.{ext}")
         for split in splits
-        for kind, subdir, ext in (
-            ("faces", "faces", "npy"),
-            ("manifest", "splits", "parquet"),
-        )
+        for kind, ext in (("faces", "npy"), ("manifest", "parquet"))
     }
 
 

@@ -54,11 +54,13 @@ rule split:
 
 
 rule face_cache:
-    """Crop, square and resize every face of one split into a lossless uint8 array."""
+    """Crop, square and resize every face of one split into a lossless uint8 array, with the manifest of its rows."""
     input:
         manifest=results("splits/{split}.parquet"),
     output:
         faces=results("faces/{split}.npy"),
+        faces_manifest=results("faces/{split}.parquet"),
+        report=results("faces/{split}.json"),
     log:
         logs("face_cache/{split}.log"),
     benchmark:
@@ -68,5 +70,6 @@ rule face_cache:
         root=config["dataset"]["root"],
         margin=config["faces"]["margin"],
         size=config["faces"]["size"],
+        policies=config["ingest"],
     script:
         "../scripts/face_cache.py"

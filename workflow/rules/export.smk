@@ -33,7 +33,7 @@ rule quantize_onnx:
         fp32=results("onnx/{name}.onnx"),
         val_faces=results("faces/val.npy"),
         test_faces=results("faces/test.npy"),
-        test_manifest=results("splits/test.parquet"),
+        test_manifest=results("faces/test.parquet"),
     output:
         onnx=results("onnx/{name}.int8.onnx"),
         report=results("onnx/{name}.int8.json"),

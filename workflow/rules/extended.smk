@@ -25,6 +25,8 @@ use rule face_cache as leakage_face_cache with:
         manifest=results("leakage/splits/{split}.parquet"),
     output:
         faces=results("leakage/faces/{split}.npy"),
+        faces_manifest=results("leakage/faces/{split}.parquet"),
+        report=results("leakage/faces/{split}.json"),
     log:
         logs("leakage/face_cache/{split}.log"),
     benchmark:
@@ -175,10 +177,10 @@ rule table_leakage:
         random=[
             results(f"leakage/predictions/{s}.parquet") for s in LEAKAGE["scenarios"]
         ],
-        disjoint_train=results("splits/train.parquet"),
-        disjoint_test=results("splits/test.parquet"),
-        random_train=results("leakage/splits/train.parquet"),
-        random_test=results("leakage/splits/test.parquet"),
+        disjoint_train=results("faces/train.parquet"),
+        disjoint_test=results("faces/test.parquet"),
+        random_train=results("leakage/faces/train.parquet"),
+        random_test=results("leakage/faces/test.parquet"),
     output:
         **table_outputs(
             "leakage", "leakage.rst", "identity leakage", "Beyond the paper"

@@ -9,7 +9,8 @@ def register(subparsers) -> None:
         help="write a synthetic dataset in CelebA-Spoof's format (for the demo and tests)",
         description=(
             "Write Data/{train,test}/<subject>/{live,spoof}/ images with _BB.txt boxes and "
-            "metas/intra_test/{train,test}_label.json under ROOT, then print the counts as JSON. "
+            "metas/{intra_test,protocol1,protocol2/test_on_{high,middle,low}_quality_device}/{train,test}_label.json "
+            "(the official protocols' folders) under ROOT, then print the counts as JSON. "
             "ROOT must be new, empty, or an earlier synthetic dataset (which is replaced). "
             "The same arguments give byte-identical files."
         ),
