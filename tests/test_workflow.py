@@ -101,3 +101,25 @@ def test_failing_ingest_leaves_no_output(tmp_path):
     assert "missing_image" in result.stderr and "on_missing_image" in result.stderr
     assert not workflow.path("results/metadata/images.parquet").exists()
     assert not workflow.path("results/metadata/ingest_report.json").exists()
+
+
+@pytest.mark.parametrize("protocol", ["intra_test", "protocol2/test_on_low_quality_device"])
+def test_official_protocol_runs_in_its_own_folder(tmp_path, protocol):
+    workflow = new_workflow(tmp_path, [tmp_path / "protocol.yaml"])
+    (tmp_path / "protocol.yaml").write_text(f"dataset: {{protocol: {protocol}}}\nsubset: {{n_images: null}}\n")
+    workflow.run("splits")
+    out = workflow.path(f"results/{protocol}")
+    images = pl.read_parquet(out / "metadata/images.parquet")
+    splits = {s: pl.read_parquet(out / f"splits/{s}.parquet") for s in SPLITS}
+    # The test split is every usable image of the protocol's test file, whole.
+    listed = json.loads(workflow.path(f"resources/tiny/celeba_spoof/metas/{protocol}/test_label.json").read_text())
+    usable_test = set(images.filter(pl.col("protocol_split") == "test")["path"])
+    assert set(splits["test"]["path"]) == usable_test and usable_test <= set(listed)
+    # No identity in two splits; train and val come from the train file only.
+    subjects = {s: set(f["subject_id"]) for s, f in splits.items()}
+    assert not (subjects["train"] & subjects["val"]) and not (subjects["test"] & (subjects["train"] | subjects["val"]))
+    assert set(pl.concat([splits["train"], splits["val"]])["protocol_split"]) == {"train"}
+    report = json.loads((out / "splits/split_report.json").read_text())
+    assert report["protocol_name"] == protocol and report["protocol"]["test_file_images"] == len(usable_test)
+    # Another protocol's (or the paper's) outputs are elsewhere: nothing was written under results/splits.
+    assert not workflow.path("results/splits").exists() and workflow.path(f"logs/{protocol}/split.log").is_file()
