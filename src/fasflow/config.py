@@ -97,6 +97,12 @@ def check_config(config: dict) -> None:
             f"replicates.reference: {config['replicates']['reference']!r} is not in replicates.scenarios"
         )
     check_tune(config["tune"])
+    # Beyond the paper: external test sets and the student zoo (their modules own the rules).
+    from .external import check_external_tests
+    from .zoo import check_zoo
+
+    check_external_tests(config["external_tests"])
+    check_zoo(config)
 
 
 def check_tune(tune: dict) -> None:
@@ -113,11 +119,13 @@ def check_tune(tune: dict) -> None:
 
 
 def check_architectures(config: dict, known: list[str] | None = None) -> None:
-    """models.student and models.teacher must be timm architectures (nearest names in the error)."""
+    """models.student, models.teacher and the zoo's `students` must be timm architectures (nearest names in the error)."""
     from .models import check_architecture
 
     for key in ("student", "teacher"):
         check_architecture(config["models"][key], f"models.{key}", known)
+    for name, arch in config["students"].items():
+        check_architecture(arch, f"students.{name}", known)
 
 
 def check_dataset_root(config: dict) -> None:

@@ -1,0 +1,230 @@
+"""The student zoo: other timm architectures trained with the paper's student recipe, next to MobileNetV2.
+
+The paper fixes one student, MobileNetV2. The config key `students` maps a model name to a timm
+architecture; each is trained with the hyperparameters of scenario `zoo.recipe` (S0: the
+baseline, never tuned) and, when `zoo.distilled_recipe` names a distilled scenario (S2), also
+distilled from the same teacher as `<name>_<scenario>`. Zoo models live in the main layout
+(results/models/<name>/, predictions, metrics, onnx, latency), so the main rules score, export,
+quantise and time them; the recipe's own MobileNetV2 model (results/models/S0/) is the
+reference row of the zoo table, which puts accuracy and ACER (with their intervals) next to
+parameters, ONNX size and batch-1 CPU latency, FP32 and INT8, and marks the Pareto front of
+ACER against latency.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import polars as pl
+
+from . import DECISION_THRESHOLD, io
+from .errors import ConfigError, DataError
+
+
+def zoo_models(config: Mapping) -> dict[str, dict]:
+    """name -> {"student", "arch", "recipe"} of every zoo model, in config order (S0 recipe first per student)."""
+    zoo = config["zoo"]
+    out = {}
+    for student, arch in config["students"].items():
+        out[student] = {"student": student, "arch": arch, "recipe": zoo["recipe"]}
+        if zoo["distilled_recipe"]:
+            out[f"{student}_{zoo['distilled_recipe']}"] = {"student": student, "arch": arch, "recipe": zoo["distilled_recipe"]}
+    return out
+
+
+def zoo_run_settings(config: Mapping, name: str) -> dict:
+    """What one zoo model's training depends on (the shape of fasflow.config.run_settings)."""
+    model = zoo_models(config)[name]
+    return {"arch": model["arch"], "train": config["train"], "hyperparameters": config["scenarios"][model["recipe"]]}
+
+
+def check_zoo(config: Mapping) -> None:
+    """ConfigError naming the key: recipes must be untuned scenarios, model names must be new."""
+    scenarios = config["scenarios"]
+    zoo = config["zoo"]
+    for key, name, distilled in (("zoo.recipe", zoo["recipe"], False), ("zoo.distilled_recipe", zoo["distilled_recipe"], True)):
+        if name is None:
+            continue
+        if name not in scenarios:
+            raise ConfigError(f"{key}: {name!r} is not a scenario (have {list(scenarios)})")
+        if scenarios[name]["tune"]:
+            raise ConfigError(f"{key}: scenario {name!r} is tuned; zoo students reuse an untuned scenario's hyperparameters")
+        if scenarios[name]["distill"] != distilled:
+            raise ConfigError(f"{key}: scenario {name!r} must {'' if distilled else 'not '}be distilled (distill: {str(distilled).lower()})")
+    taken = set(scenarios) | {"teacher"}
+    for name in zoo_models(config):
+        if name in taken:
+            raise ConfigError(f"students: model name {name!r} is already a scenario or the teacher; choose another name")
+
+
+# ---------------------------------------------------------------------------
+# latency reports
+
+
+def median_latency_ms(report: Mapping, precision: str) -> float | None:
+    """Median batch-1 latency of ONNX Runtime at 1 thread ('fp32' or 'int8') from a latency report, or None."""
+    one_thread = report["results"].get("1", {})
+    engine = one_thread.get(f"onnx_{precision}")
+    return None if engine is None else float(engine["median_ms"])
+
+
+# ---------------------------------------------------------------------------
+# the table
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """True for each (cost, error) point that no other point beats in both (<= in both, < in one).
+
+    Points with a NaN coordinate are never on the front.
+    """
+    flags = []
+    for i, (x, y) in enumerate(points):
+        if math.isnan(x) or math.isnan(y):
+            flags.append(False)
+            continue
+        dominated = any(
+            j != i and not (math.isnan(a) or math.isnan(b)) and a <= x and b <= y and (a < x or b < y) for j, (a, b) in enumerate(points)
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def _value(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def zoo_rows(
+    models: Sequence[str],
+    info: Mapping[str, Mapping],
+    metrics: Mapping[str, Mapping],
+    exports: Mapping[str, Mapping],
+    latencies: Mapping[str, Mapping],
+    int8: Mapping[str, Mapping] | None,
+) -> list[dict]:
+    """One row of raw numbers per model (test metrics at DECISION_THRESHOLD, size, latency), Pareto flags included."""
+    rows = []
+    for name in models:
+        m, exp, lat = metrics[name], exports[name], latencies[name]
+        q = int8.get(name) if int8 else None
+        intervals = (m.get("ci") or {}).get("intervals") or {}
+        row = {
+            "model": name,
+            "arch": info[name]["arch"],
+            "recipe": info[name]["recipe"],
+            "reference": bool(info[name].get("reference", False)),
+            "parameters_m": exp["onnx"]["parameters"] / 1e6,
+            "onnx_size_mib": exp["onnx"]["size_mib"],
+            "int8_size_mib": q["onnx"]["size_mib"] if q else None,
+        }
+        for metric in ("accuracy", "f1", "roc_auc", "apcer", "bpcer", "acer"):
+            lo, hi = intervals.get(metric) or (None, None)
+            row[metric], row[f"{metric}_ci_lo"], row[f"{metric}_ci_hi"] = _value(m.get(metric)), _value(lo), _value(hi)
+        row["int8_acer"] = _value(q["test"]["int8"]["acer"]) if q else math.nan
+        row["int8_label_agreement"] = _value(q["test"]["label_agreement"]) if q else math.nan
+        row["fp32_median_ms"] = _value(median_latency_ms(lat, "fp32"))
+        row["int8_median_ms"] = _value(median_latency_ms(lat, "int8"))
+        row["input_size"] = int(exp["input_size"])
+        row["cpu_model"] = lat["system"]["cpu_model"]
+        rows.append(row)
+    for key, error, cost in (("pareto_fp32", "acer", "fp32_median_ms"), ("pareto_int8", "int8_acer", "int8_median_ms")):
+        for row, flag in zip(rows, pareto_front([(r[cost], r[error]) for r in rows])):
+            row[key] = flag
+    return rows
+
+
+def zoo_text(rows: Sequence[Mapping]) -> pl.DataFrame:
+    """The Markdown view of zoo_rows."""
+    from .tables import fmt, fmt_ci
+
+    def ci(row, metric):
+        lo, hi = row[f"{metric}_ci_lo"], row[f"{metric}_ci_hi"]
+        return fmt_ci(row[metric], None if math.isnan(lo) else lo, None if math.isnan(hi) else hi)
+
+    text = []
+    for r in rows:
+        text.append(
+            {
+                "Model": r["model"] + (" (reference)" if r["reference"] else ""),
+                "Architecture": r["arch"],
+                "Recipe": r["recipe"],
+                "Params (M)": fmt(r["parameters_m"], 2),
+                "ONNX MiB (FP32 / INT8)": f"{fmt(r['onnx_size_mib'], 2)} / {fmt(r['int8_size_mib'], 2)}",
+                "Accuracy": ci(r, "accuracy"),
+                "ACER": ci(r, "acer"),
+                "ROC-AUC": ci(r, "roc_auc"),
+                "INT8 ACER": fmt(r["int8_acer"]),
+                "FP32 / INT8 ms (1 thread)": f"{fmt(r['fp32_median_ms'], 2)} / {fmt(r['int8_median_ms'], 2)}",
+                "Pareto (FP32 / INT8)": f"{'yes' if r['pareto_fp32'] else 'no'} / {'yes' if r['pareto_int8'] else 'no'}",
+            }
+        )
+    return pl.DataFrame(text)
+
+
+def write_zoo(
+    models: Sequence[str],
+    info: Mapping[str, Mapping],
+    metric_paths: Mapping[str, str],
+    export_paths: Mapping[str, str],
+    latency_paths: Mapping[str, str],
+    int8_paths: Mapping[str, str] | None,
+    csv,
+    md,
+    figure_paths: Sequence = (),
+) -> pl.DataFrame:
+    """Zoo table (CSV, Markdown) and the ACER-against-latency figure from the models' reports."""
+    from .tables import write_table
+
+    def read(paths: Mapping[str, str]) -> dict:
+        missing = [p for p in paths.values() if not _exists(p)]
+        if missing:
+            raise DataError(f"{missing[0]}: report not found")
+        return {name: io.read_json(path) for name, path in paths.items()}
+
+    rows = zoo_rows(models, info, read(metric_paths), read(export_paths), read(latency_paths), read(int8_paths) if int8_paths else None)
+    numbers = pl.DataFrame(rows, infer_schema_length=None)
+    reference = [r["model"] for r in rows if r["reference"]]
+    first = rows[0]
+    note = (
+        f"Every model trained with the hyperparameters of its recipe scenario on the same split and seed; the reference "
+        f"row{'s' if len(reference) > 1 else ''} ({', '.join(reference)}) {'are' if len(reference) > 1 else 'is'} the study's own "
+        f"MobileNetV2 model. Test split, threshold {DECISION_THRESHOLD:g}, ACER = (pooled APCER + BPCER) / 2, 95% subject-level "
+        f"bootstrap intervals (evaluate.bootstrap_n). Latency: ONNX Runtime, batch 1, 1 thread, median, input "
+        f"{first['input_size']} px (the trained size), CPU {first['cpu_model']}; INT8 = static QDQ calibrated on validation faces "
+        "(its ACER on the test split, no interval). Pareto: no other model is both faster and at most as wrong (FP32 and INT8 "
+        "fronts separately). Latency on a shared machine is noisy: compare within one run."
+    )
+    write_table(numbers, zoo_text(rows), csv, md, title="Student zoo: accuracy against size and CPU latency", note=note)
+    if figure_paths:
+        zoo_figure(rows, figure_paths)
+    return numbers
+
+
+def _exists(path) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_file()
+
+
+def zoo_figure(rows: Sequence[Mapping], paths: Sequence) -> None:
+    """ACER (with its interval) against FP32 latency, INT8 as hollow markers; the FP32 Pareto front as a line."""
+    from .figures import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    for i, r in enumerate(rows):
+        colour = f"C{i % 10}"
+        lo, hi = r["acer_ci_lo"], r["acer_ci_hi"]
+        yerr = [[max(r["acer"] - lo, 0.0)], [max(hi - r["acer"], 0.0)]] if not (math.isnan(lo) or math.isnan(hi)) else None
+        ax.errorbar(r["fp32_median_ms"], r["acer"], yerr=yerr, fmt="o", color=colour, capsize=3, label=f"{r['model']} ({r['arch']})")
+        if not math.isnan(r["int8_median_ms"]):
+            ax.plot(r["int8_median_ms"], r["int8_acer"], "o", mfc="none", color=colour)
+    front = sorted((r["fp32_median_ms"], r["acer"]) for r in rows if r["pareto_fp32"])
+    if front:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=1, linestyle="--", label="Pareto front (FP32)")
+    ax.set_xlabel("ONNX Runtime latency, batch 1, 1 thread (ms, median)")
+    ax.set_ylabel(f"test ACER at threshold {DECISION_THRESHOLD:g}")
+    ax.set_title("Student zoo: ACER against CPU latency (filled FP32, hollow INT8)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, paths)
