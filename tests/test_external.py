@@ -185,6 +185,8 @@ def test_config_checks_and_attack_codes():
         check_external_tests({"x": spec("r", format="table")})
     with pytest.raises(ConfigError, match="columns"):
         check_external_tests({"x": spec("r", boxes="columns")})
+    with pytest.raises(ConfigError, match="generated set.*'boxes': 'file'"):
+        check_external_tests({"x": spec("r", subject_level=True, type_level=True, boxes="detector", synthetic={"enabled": True})})
     assert attack_codes(["live", "replay", "photo", "print"]) == {"live": 0, "photo": 1, "print": FIRST_EXTRA_CODE, "replay": FIRST_EXTRA_CODE + 1}
 
 

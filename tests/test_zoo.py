@@ -58,7 +58,7 @@ def test_pareto_front_by_hand():
 def fake_reports(tmp_path, name, acer, params, fp32_ms, int8_ms, int8_acer):
     paths = {}
     metrics = {"accuracy": 1 - acer, "f1": 0.9, "roc_auc": 0.95, "apcer": acer, "bpcer": acer, "acer": acer,
-               "ci": {"intervals": {"acer": [acer - 0.01, acer + 0.02], "accuracy": [0.5, 0.99]}}}
+               "ci": {"level": 0.95, "n_resamples": 200, "intervals": {"acer": [acer - 0.01, acer + 0.02], "accuracy": [0.5, 0.99]}}}
     export = {"input_size": 16, "onnx": {"parameters": params, "size_mib": params * 4 / 2**20}}
     latency = {"results": {"1": {"onnx_fp32": {"median_ms": fp32_ms}, "onnx_int8": {"median_ms": int8_ms}}}, "system": {"cpu_model": "test CPU"}}
     int8 = {"onnx": {"size_mib": params / 2**20}, "test": {"int8": {"acer": int8_acer}, "label_agreement": 0.99}}
@@ -89,7 +89,7 @@ def test_zoo_table_rows_and_files(tmp_path):
     assert table["acer_ci_hi"].to_list() == pytest.approx([0.22, 0.32, 0.27])
     text = md.read_text()
     assert "| S0 (reference) | mobilenetv2_100 | S0 | 2.23 |" in text and "0.2000 [0.1900, 0.2200]" in text
-    assert "3.00 / 1.50" in text and png.stat().st_size > 0
+    assert "3.00 / 1.50" in text and "95% subject-level bootstrap intervals (200 resamples)" in text and png.stat().st_size > 0
     # Rows without INT8 reports (export.int8.enabled false) have no INT8 front.
     rows = zoo_rows(models, info, {m: json.loads(paths["metrics"][m].read_text()) for m in models},
                     {m: json.loads(paths["export"][m].read_text()) for m in models},

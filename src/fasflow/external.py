@@ -51,7 +51,7 @@ from PIL import Image, ImageFilter
 
 from . import DECISION_THRESHOLD, SPOOF_TYPE_CODES, SPOOF_TYPES, io
 from .errors import ConfigError, DataError
-from .ingest import UNSAFE_PATH, RootGuard, Tally, box_in_pixels, exceeds_pixel_limit, parse_box
+from .ingest import POLICY_KEYS, UNSAFE_PATH, RootGuard, Tally, box_in_pixels, exceeds_pixel_limit, parse_box
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 BOX_SUFFIX = "_BB.txt"
@@ -97,6 +97,10 @@ def check_external_tests(sets: Mapping[str, Mapping]) -> None:
         else:
             if spec["table"]:
                 raise ConfigError(f"{key}.table: only a table set has a table (format is folder)")
+            generated = {"subject_level": True, "type_level": True, "boxes": "file", "box_units": "pixels"}
+            wrong = {k: v for k, v in generated.items() if spec["synthetic"]["enabled"] and spec[k] != v}
+            if wrong:
+                raise ConfigError(f"{key}: a generated set (synthetic.enabled) is written with {generated}; set {wrong}")
             if spec["boxes"] == "columns":
                 raise ConfigError(f"{key}.boxes: 'columns' needs format: table (a folder set has box files: boxes: file)")
 
@@ -363,7 +367,9 @@ def ingest_external(name: str, spec: Mapping, policies: Mapping[str, str], threa
             raise DataError(f"external test set {name}: root {root} (the folder the table's paths are relative to) is not a folder")
     listed = len(entries) + sum(tally.counts.values())
     guard = RootGuard(root)
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=max(1, int(threads))) as pool:
+    # OpenCV's cascade is one shared object and not documented as thread-safe: detect one image at a time.
+    workers = 1 if spec["boxes"] == "detector" else max(1, int(threads))
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         facts = list(pool.map(lambda e: locate_face(guard, e, spec["boxes"], spec["box_units"]), entries))
     for reason in ("unsafe_path", "missing_image", "unreadable_image"):
@@ -411,7 +417,7 @@ def ingest_external(name: str, spec: Mapping, policies: Mapping[str, str], threa
         "listed": listed,
         "usable": images.height,
         "skipped_or_flagged": dict(sorted(tally.counts.items())),
-        "policies": {reason: tally.action(reason) for reason in sorted(tally.counts)},
+        "policies": {reason: tally.action(reason) for reason in POLICY_KEYS},
         "examples": {k: v for k, v in sorted(tally.examples.items())},
         "box_status": dict(sorted(Counter(images["box_status"].to_list()).items())),
         "several_faces_found": sum(1 for _, f in usable if f.get("faces_found", 1) > 1),

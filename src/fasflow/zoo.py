@@ -181,15 +181,17 @@ def write_zoo(
             raise DataError(f"{missing[0]}: report not found")
         return {name: io.read_json(path) for name, path in paths.items()}
 
-    rows = zoo_rows(models, info, read(metric_paths), read(export_paths), read(latency_paths), read(int8_paths) if int8_paths else None)
+    metrics = read(metric_paths)
+    rows = zoo_rows(models, info, metrics, read(export_paths), read(latency_paths), read(int8_paths) if int8_paths else None)
+    ci = metrics[models[0]].get("ci") or {}
+    intervals = f"{ci['level']:.0%} subject-level bootstrap intervals ({ci['n_resamples']} resamples)" if ci else "no intervals (evaluate.bootstrap_n 0)"
     numbers = pl.DataFrame(rows, infer_schema_length=None)
     reference = [r["model"] for r in rows if r["reference"]]
     first = rows[0]
     note = (
         f"Every model trained with the hyperparameters of its recipe scenario on the same split and seed; the reference "
         f"row{'s' if len(reference) > 1 else ''} ({', '.join(reference)}) {'are' if len(reference) > 1 else 'is'} the study's own "
-        f"MobileNetV2 model. Test split, threshold {DECISION_THRESHOLD:g}, ACER = (pooled APCER + BPCER) / 2, 95% subject-level "
-        f"bootstrap intervals (evaluate.bootstrap_n). Latency: ONNX Runtime, batch 1, 1 thread, median, input "
+        f"MobileNetV2 model. Test split, threshold {DECISION_THRESHOLD:g}, ACER = (pooled APCER + BPCER) / 2, {intervals}. Latency: ONNX Runtime, batch 1, 1 thread, median, input "
         f"{first['input_size']} px (the trained size), CPU {first['cpu_model']}; INT8 = static QDQ calibrated on validation faces "
         "(its ACER on the test split, no interval). Pareto: no other model is both faster and at most as wrong (FP32 and INT8 "
         "fronts separately). Latency on a shared machine is noisy: compare within one run."
