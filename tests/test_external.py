@@ -18,6 +18,7 @@ from fasflow.external import (
     check_external_tests,
     cross_dataset_rows,
     ingest_external,
+    scored_models,
     write_cross_dataset,
     write_shifted_set,
 )
@@ -187,6 +188,11 @@ def test_config_checks_and_attack_codes():
         check_external_tests({"x": spec("r", boxes="columns")})
     with pytest.raises(ConfigError, match="generated set.*'boxes': 'file'"):
         check_external_tests({"x": spec("r", subject_level=True, type_level=True, boxes="detector", synthetic={"enabled": True})})
+    trained = ["teacher", "S0", "zoo_a"]
+    assert scored_models({"cross_dataset": {"models": None}}, trained) == trained
+    assert scored_models({"cross_dataset": {"models": ["zoo_a", "S0"]}}, trained) == ["zoo_a", "S0"]
+    with pytest.raises(ConfigError, match=r"cross_dataset.models: \['S9'\] not trained models"):
+        scored_models({"cross_dataset": {"models": ["S9"]}}, trained)
     assert attack_codes(["live", "replay", "photo", "print"]) == {"live": 0, "photo": 1, "print": FIRST_EXTRA_CODE, "replay": FIRST_EXTRA_CODE + 1}
 
 
