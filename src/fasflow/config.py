@@ -6,6 +6,7 @@ fills them in, so code reads config["section"]["key"] and never guesses a defaul
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -113,11 +114,67 @@ def check_tune(tune: dict) -> None:
 
 
 def check_architectures(config: dict, known: list[str] | None = None) -> None:
-    """models.student and models.teacher must be timm architectures (nearest names in the error)."""
-    from .models import check_architecture
+    """models.student and models.teacher must be timm architectures (nearest names in the error).
 
+    Where Snakemake runs without timm (the rules run in the container), the check is left to the
+    jobs, which fail on an unknown name; a warning says so.
+    """
+    if known is None:
+        try:
+            known = timm_architectures()
+        except ImportError:
+            import warnings
+
+            warnings.warn("timm is not installed where the workflow is parsed: models.* are checked when the jobs run")
+            return
     for key in ("student", "teacher"):
         check_architecture(config["models"][key], f"models.{key}", known)
+
+
+def timm_architectures(cache_dir: str | Path | None = None) -> list[str]:
+    """Every architecture name of the installed timm.
+
+    Importing timm imports torch (seconds), and the workflow checks names every time it is
+    parsed, so the list is cached per timm version (in `cache_dir`, default
+    ~/.cache/fasflow); an unwritable cache only costs the import.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        timm_version = version("timm")
+    except PackageNotFoundError as exc:
+        raise ImportError("timm is not installed") from exc
+    cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "fasflow"
+    cache = cache_dir / f"timm-{timm_version}-architectures.txt"
+    try:
+        names = cache.read_text().split()
+        if names:
+            return names
+    except OSError:
+        pass
+    import timm
+
+    names = sorted(timm.list_models())
+    try:  # written whole or not at all (a parallel parse may read it)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+        partial.write_text("\n".join(names) + "\n")
+        os.replace(partial, cache)
+    except OSError:
+        pass
+    return names
+
+
+def check_architecture(name: str, key: str, known: list[str] | None = None) -> None:
+    """ConfigError naming `key` and the nearest valid names when timm has no `name`."""
+    import difflib
+
+    known = timm_architectures() if known is None else known
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    hint = f"; nearest: {', '.join(close)}" if close else ""
+    raise ConfigError(f"{key}: {name!r} is not a timm architecture{hint} (see timm.list_models())")
 
 
 def check_dataset_root(config: dict) -> None:

@@ -15,7 +15,7 @@ from fasflow.config import (  # noqa: E402
     validate_config,
 )
 from fasflow.errors import ConfigError  # noqa: E402
-from fasflow.models import MODEL_FILES  # noqa: E402
+from fasflow import MODEL_FILES  # noqa: E402
 from fasflow.workflow_env import configure_job_environment  # noqa: E402
 
 try:
