@@ -87,7 +87,7 @@ def bench_face_cache(n: int = 400) -> None:
 
 
 def loader_throughput(faces: np.ndarray, size: int, workers: int, batches: int = 15) -> float:
-    dataset = FaceDataset(faces, np.arange(len(faces)) % 2, train_transform(size))
+    dataset = FaceDataset(faces, np.arange(len(faces)) % 2, train_transform(size, (0.08, 1.0)))
     loader = build_loader(dataset, 32, shuffle=True, num_workers=workers, seed=0)
     it = iter(loader)
     next(it)  # start-up of workers is not throughput

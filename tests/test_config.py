@@ -8,9 +8,8 @@ import pytest
 import yaml
 from conftest import ROOT, SCHEMA, tiny_config
 
-from fasflow.config import check_architectures, run_settings, study_settings, validate_config
+from fasflow.config import check_architecture, check_architectures, run_settings, study_settings, timm_architectures, validate_config
 from fasflow.errors import ConfigError
-from fasflow.models import check_architecture, timm_architectures
 
 PAPER = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
@@ -79,3 +78,14 @@ def test_run_settings_hold_only_what_a_run_depends_on():
     s3 = study_settings(config, "S3")
     assert s3["arch"] == config["models"]["student"] and s3["hyperparameters"] is config["scenarios"]["S3"]
     assert s3["tune"] is config["tune"] and set(s3) == {"arch", "train", "hyperparameters", "tune"}
+
+
+def test_without_timm_where_snakemake_runs_the_check_is_left_to_the_jobs(monkeypatch):
+    import importlib.metadata
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.warns(UserWarning, match="timm is not installed"):
+        check_architectures(tiny_config())

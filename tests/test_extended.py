@@ -166,7 +166,7 @@ def test_extended_targets_through_snakemake(tiny_workflow):
     # The CSV keeps 6 decimals, so compare to within its rounding.
     assert f1["seed_2024"] == pytest.approx(main["f1"], abs=1e-6)
     other = json.loads(wf.path("results/replicates/seed2025/models/S0/summary.json").read_text())
-    assert other["seed"] == 2025 and other["variant"]["kind"] == "replicates"
+    assert other["seed"] == 2025 and other["variant"]["name"] == "replicates/seed2025"
     assert not wf.path("results/replicates/seed2024").exists()
     assert f1["mean"] == pytest.approx((f1["seed_2024"] + f1["seed_2025"]) / 2, abs=1e-6)
 
@@ -182,5 +182,5 @@ def test_extended_targets_through_snakemake(tiny_workflow):
     assert cross["spoof_type"].to_list() == ["photo"]
     summary = json.loads(wf.path("results/cross_attack/without_photo/models/S0/summary.json").read_text())
     assert summary["variant"]["excluded_spoof_type"] == "photo"
-    train = pl.read_parquet(wf.path("results/splits/train.parquet"))
+    train = pl.read_parquet(wf.path("results/faces/train.parquet"))
     assert summary["variant"]["train_images"] == int((train["spoof_type"] != 1).sum())

@@ -10,15 +10,14 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from fasflow.config import check_external_tests, scored_models
 from fasflow.errors import ConfigError, DataError
 from fasflow.external import (
     FIRST_EXTRA_CODE,
     MARKER,
     attack_codes,
-    check_external_tests,
     cross_dataset_rows,
     ingest_external,
-    scored_models,
     write_cross_dataset,
     write_shifted_set,
 )

@@ -51,7 +51,7 @@ def test_transforms_shapes_and_normalisation():
     evaluated = eval_transform(32)(faces[0])
     assert evaluated.shape == (3, 32, 32) and evaluated.dtype == torch.float32
     assert evaluated[0].mean().item() == pytest.approx((1 - 0.485) / 0.229, rel=1e-5)
-    trained = train_transform(32)(faces[0])
+    trained = train_transform(32, (0.08, 1.0))(faces[0])
     assert trained.shape == (3, 32, 32)
 
 
@@ -75,7 +75,7 @@ def test_crop_scale_bounds_the_crop_area():
 def test_loader_is_seeded():
     rng = np.random.default_rng(1)
     faces = rng.integers(0, 256, size=(12, 20, 20, 3), dtype=np.uint8)
-    dataset = FaceDataset(faces, np.arange(12) % 2, train_transform(16))
+    dataset = FaceDataset(faces, np.arange(12) % 2, train_transform(16, (0.08, 1.0)))
 
     def first_batch(seed):
         torch.manual_seed(0)

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import Workflow, tiny_config
 
-from fasflow.config import check_architectures, check_config
+from fasflow.config import check_architectures, check_config, zoo_models, zoo_run_settings
 from fasflow.errors import ConfigError
-from fasflow.zoo import pareto_front, write_zoo, zoo_models, zoo_rows, zoo_run_settings
+from fasflow.zoo import pareto_front, write_zoo, zoo_rows
 
 
 def test_zoo_models_and_their_settings():

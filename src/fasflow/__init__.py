@@ -25,3 +25,7 @@ SPOOF_TYPES = {
 }
 # name -> code of the spoof types (the names config keys and tables use).
 SPOOF_TYPE_CODES = {name: code for code, name in SPOOF_TYPES.items() if code != 0}
+
+# The files of one trained model, by role: written by training, read by prediction, export and
+# latency (fasflow.models.load_trained); the workflow names its outputs from this mapping.
+MODEL_FILES = {"weights": "weights.safetensors", "history": "history.csv", "summary": "summary.json"}

@@ -16,10 +16,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-DEFAULT_CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default, the paper's
-
-
-def train_transform(input_size: int, crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE) -> v2.Compose:
+def train_transform(input_size: int, crop_scale: tuple[float, float]) -> v2.Compose:
     """RandomResizedCrop + horizontal flip + low-intensity ColorJitter + ImageNet normalisation."""
     low, high = (float(v) for v in crop_scale)
     if not 0.0 < low <= high <= 1.0:

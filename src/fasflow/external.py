@@ -50,7 +50,7 @@ import polars as pl
 from PIL import Image, ImageFilter
 
 from . import DECISION_THRESHOLD, SPOOF_TYPE_CODES, SPOOF_TYPES, io
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .ingest import POLICY_KEYS, UNSAFE_PATH, RootGuard, Tally, box_in_pixels, exceeds_pixel_limit, parse_box
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -83,37 +83,6 @@ SCHEMA = {
 
 # ---------------------------------------------------------------------------
 # configuration
-
-
-def check_external_tests(sets: Mapping[str, Mapping]) -> None:
-    """ConfigError naming the key for combinations the schema cannot express."""
-    for name, spec in sets.items():
-        key = f"external_tests.{name}"
-        if spec["format"] == "table":
-            if not spec["table"]:
-                raise ConfigError(f"{key}.table: a table set needs the CSV or parquet file listing its images")
-            if spec["synthetic"]["enabled"]:
-                raise ConfigError(f"{key}.synthetic: only a folder set can be generated")
-        else:
-            if spec["table"]:
-                raise ConfigError(f"{key}.table: only a table set has a table (format is folder)")
-            generated = {"subject_level": True, "type_level": True, "boxes": "file", "box_units": "pixels"}
-            wrong = {k: v for k, v in generated.items() if spec["synthetic"]["enabled"] and spec[k] != v}
-            if wrong:
-                raise ConfigError(f"{key}: a generated set (synthetic.enabled) is written with {generated}; set {wrong}")
-            if spec["boxes"] == "columns":
-                raise ConfigError(f"{key}.boxes: 'columns' needs format: table (a folder set has box files: boxes: file)")
-
-
-def scored_models(config: Mapping, trained: Sequence[str]) -> list[str]:
-    """The models the cross-dataset table scores: cross_dataset.models (in its order) or every trained model."""
-    chosen = config["cross_dataset"]["models"]
-    if chosen is None:
-        return list(trained)
-    unknown = [m for m in chosen if m not in trained]
-    if unknown:
-        raise ConfigError(f"cross_dataset.models: {unknown} not trained models (have {list(trained)})")
-    return list(chosen)
 
 
 def attack_codes(names: Sequence[str]) -> dict[str, int]:

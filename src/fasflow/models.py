@@ -6,18 +6,16 @@ prediction, export and latency through one loader, `load_trained(weights, summar
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import MODEL_FILES  # noqa: F401  (the files of a trained model; re-exported for callers)
 from .errors import ConfigError, DataError
 
 NUM_CLASSES = 2
-# The files of one trained model, by role; the workflow names its outputs from this mapping.
-MODEL_FILES = {"weights": "weights.safetensors", "history": "history.csv", "summary": "summary.json"}
 # What summary.json must hold to rebuild the network.
 SUMMARY_KEYS = ("arch", "dropout", "input_size")
 
@@ -143,46 +141,3 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA device is visible")
     return torch.device(device)
-
-
-# ---------------------------------------------------------------------------
-# architecture names, checked when the workflow is parsed
-
-
-def timm_architectures(cache_dir: str | Path | None = None) -> list[str]:
-    """Every architecture name of the installed timm.
-
-    Importing timm imports torch (seconds), and the workflow checks names every time it is
-    parsed, so the list is cached per timm version (in `cache_dir`, default
-    ~/.cache/fasflow); an unwritable cache only costs the import.
-    """
-    from importlib.metadata import version
-
-    cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "fasflow"
-    cache = cache_dir / f"timm-{version('timm')}-architectures.txt"
-    try:
-        names = cache.read_text().split()
-        if names:
-            return names
-    except OSError:
-        pass
-    import timm
-
-    names = sorted(timm.list_models())
-    try:
-        from .io import write_text
-
-        write_text(cache, "\n".join(names) + "\n")
-    except OSError:
-        pass
-    return names
-
-
-def check_architecture(name: str, key: str, known: list[str] | None = None) -> None:
-    """ConfigError naming `key` and the nearest valid names when timm has no `name`."""
-    known = timm_architectures() if known is None else known
-    if name in known:
-        return
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
-    hint = f"; nearest: {', '.join(close)}" if close else ""
-    raise ConfigError(f"{key}: {name!r} is not a timm architecture{hint} (see timm.list_models())")

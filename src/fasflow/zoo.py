@@ -8,7 +8,9 @@ distilled from the same teacher as `<name>_<scenario>`. Zoo models live in the m
 quantise and time them; the recipe's own MobileNetV2 model (results/models/S0/) is the
 reference row of the zoo table, which puts accuracy and ACER (with their intervals) next to
 parameters, ONNX size and batch-1 CPU latency, FP32 and INT8, and marks the Pareto front of
-ACER against latency.
+ACER against latency. Which models the zoo has and what each one's training depends on is
+configuration (fasflow.config.zoo_models, zoo_run_settings, check_zoo: read when the workflow
+is parsed).
 """
 
 from __future__ import annotations
@@ -19,43 +21,7 @@ from typing import Mapping, Sequence
 import polars as pl
 
 from . import DECISION_THRESHOLD, io
-from .errors import ConfigError, DataError
-
-
-def zoo_models(config: Mapping) -> dict[str, dict]:
-    """name -> {"student", "arch", "recipe"} of every zoo model, in config order (S0 recipe first per student)."""
-    zoo = config["zoo"]
-    out = {}
-    for student, arch in config["students"].items():
-        out[student] = {"student": student, "arch": arch, "recipe": zoo["recipe"]}
-        if zoo["distilled_recipe"]:
-            out[f"{student}_{zoo['distilled_recipe']}"] = {"student": student, "arch": arch, "recipe": zoo["distilled_recipe"]}
-    return out
-
-
-def zoo_run_settings(config: Mapping, name: str) -> dict:
-    """What one zoo model's training depends on (the shape of fasflow.config.run_settings)."""
-    model = zoo_models(config)[name]
-    return {"arch": model["arch"], "train": config["train"], "hyperparameters": config["scenarios"][model["recipe"]]}
-
-
-def check_zoo(config: Mapping) -> None:
-    """ConfigError naming the key: recipes must be untuned scenarios, model names must be new."""
-    scenarios = config["scenarios"]
-    zoo = config["zoo"]
-    for key, name, distilled in (("zoo.recipe", zoo["recipe"], False), ("zoo.distilled_recipe", zoo["distilled_recipe"], True)):
-        if name is None:
-            continue
-        if name not in scenarios:
-            raise ConfigError(f"{key}: {name!r} is not a scenario (have {list(scenarios)})")
-        if scenarios[name]["tune"]:
-            raise ConfigError(f"{key}: scenario {name!r} is tuned; zoo students reuse an untuned scenario's hyperparameters")
-        if scenarios[name]["distill"] != distilled:
-            raise ConfigError(f"{key}: scenario {name!r} must {'' if distilled else 'not '}be distilled (distill: {str(distilled).lower()})")
-    taken = set(scenarios) | {"teacher"}
-    for name in zoo_models(config):
-        if name in taken:
-            raise ConfigError(f"students: model name {name!r} is already a scenario or the teacher; choose another name")
+from .errors import DataError
 
 
 # ---------------------------------------------------------------------------

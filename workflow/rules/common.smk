@@ -11,14 +11,15 @@ from fasflow.config import (  # noqa: E402
     check_config,
     check_dataset_root,
     run_settings,
+    scored_models,
     study_settings,
     validate_config,
+    zoo_models,
+    zoo_run_settings,
 )
 from fasflow.errors import ConfigError  # noqa: E402
-from fasflow.external import scored_models  # noqa: E402
-from fasflow.models import MODEL_FILES  # noqa: E402
+from fasflow import MODEL_FILES  # noqa: E402
 from fasflow.workflow_env import configure_job_environment  # noqa: E402
-from fasflow.zoo import zoo_models, zoo_run_settings  # noqa: E402
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
