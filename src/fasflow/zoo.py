@@ -183,7 +183,7 @@ def zoo_figure(rows: Sequence[Mapping], paths: Sequence) -> None:
         colour = f"C{i % 10}"
         lo, hi = r["acer_ci_lo"], r["acer_ci_hi"]
         yerr = [[max(r["acer"] - lo, 0.0)], [max(hi - r["acer"], 0.0)]] if not (math.isnan(lo) or math.isnan(hi)) else None
-        ax.errorbar(r["fp32_median_ms"], r["acer"], yerr=yerr, fmt="o", color=colour, capsize=3, label=f"{r['model']} ({r['arch']})")
+        ax.errorbar(r["fp32_median_ms"], r["acer"], yerr=yerr, fmt="o", color=colour, capsize=3, label=r["model"] if r["arch"] in r["model"] else f"{r['model']} ({r['arch']})")
         if not math.isnan(r["int8_median_ms"]):
             ax.plot(r["int8_median_ms"], r["int8_acer"], "o", mfc="none", color=colour)
     front = sorted((r["fp32_median_ms"], r["acer"]) for r in rows if r["pareto_fp32"])
