@@ -3,8 +3,7 @@
 A 640x480 and a 3000x4000 JPEG, each holding one face (a real photograph shipped with
 matplotlib, scaled), scored by mobilenetv2_100 exported at 224 px (FP32 and INT8) in ONNX Runtime
 and OpenVINO: median milliseconds of decoding, face detection, crop, preprocessing and inference,
-and the one-time model load. Also the face detector at full size against the shrunk copy it
-searches (the reason a 12-megapixel photo does not cost seconds).
+and the one-time model load.
 Usage: python benchmarks/bench_predict.py [--repeats 5] [--threads 1]
 """
 
@@ -13,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib.cbook
@@ -24,7 +22,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fasflow.export import export_onnx  # noqa: E402
-from fasflow.infer import STAGES, Predictor, detect_faces, read_image  # noqa: E402
+from fasflow.infer import STAGES, Predictor  # noqa: E402
 from fasflow.latency import cpu_model  # noqa: E402
 from fasflow.models import create_model  # noqa: E402
 from fasflow.quantize import quantize_int8  # noqa: E402
@@ -76,17 +74,6 @@ def main() -> int:
                         f"  {engine + ' ' + label:24s} {name:10s} {np.median(loads):7.1f} "
                         + " ".join(f"{medians[s]:10.2f}" for s in (*STAGES, "total"))
                     )
-        big = read_image(photos["3000x4000"])
-        timings = {}
-        for label, max_side in (("shrunk to 800 px", 800), ("full size", 10**6)):
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                found = detect_faces(big, max_side=max_side)
-                times.append((time.perf_counter() - start) * 1e3)
-            timings[label] = float(np.median(times))
-            print(f"  face detection on the 3000x4000 photo, {label}: {timings[label]:.0f} ms, {len(found)} face(s)")
-        print(f"  => detection on the shrunk copy is {timings['full size'] / timings['shrunk to 800 px']:.1f}x faster")
     return 0
 
 

@@ -194,8 +194,8 @@ def test_cli_reads_the_box_file_next_to_each_image(celeba, model_path, tmp_path,
     assert "lonely_BB.txt: cannot read box file" in bad["error"]
 
 
-def test_large_photos_are_searched_on_a_shrunk_copy(face_photo, model_path, tmp_path, capsys):
-    """A 2400 px photo: the face is found on the copy and its box is given in the photo's pixels."""
+def test_a_large_photo_gives_its_box_in_its_own_pixels(face_photo, model_path, tmp_path, capsys):
+    """The same photo at 8x the size: the face is found and its box scales with the photo."""
     small = Image.open(face_photo)
     big = small.resize((small.width * 8, small.height * 8))
     big.save(tmp_path / "big.jpg", quality=90)

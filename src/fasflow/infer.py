@@ -37,9 +37,6 @@ ENGINES = ("onnxruntime", "openvino")
 # PIL's own default: a larger image is a possible decompression bomb (it warns above this
 # and refuses above twice this; fasflow predict refuses both).
 DEFAULT_MAX_PIXELS = 89_478_485
-# Face detection runs on a copy whose longer side is at most this: a 12-megapixel photo costs
-# seconds at full size, and a face large enough to score is still well above the detector's 24 px.
-DETECTION_MAX_SIDE = 800
 STAGES = ("decode", "locate", "crop", "preprocess", "inference")
 
 
@@ -134,22 +131,14 @@ def _cascade():
     return cascade
 
 
-def detect_faces(image: Image.Image, min_face_fraction: float = 0.1, max_side: int = DETECTION_MAX_SIDE) -> list[Box]:
-    """Frontal faces found by OpenCV's bundled Haar cascade (works offline), largest first.
-
-    Large images are searched on a copy shrunk to `max_side`; boxes come back in pixels of
-    the original image.
-    """
+def detect_faces(image: Image.Image, min_face_fraction: float = 0.1) -> list[Box]:
+    """Frontal faces found by OpenCV's bundled Haar cascade (works offline), largest first."""
     import cv2
 
-    gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    scale = min(1.0, max_side / max(gray.shape))
-    if scale < 1.0:
-        gray = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale))), interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
-    min_side = max(24, int(min(gray.shape) * min_face_fraction))
+    gray = cv2.equalizeHist(np.asarray(image.convert("L"), dtype=np.uint8))
+    min_side = max(24, int(min(image.size) * min_face_fraction))
     found = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    boxes = [tuple(float(v) / scale for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    boxes = [tuple(float(v) for v in box) for box in np.asarray(found).reshape(-1, 4)]
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
