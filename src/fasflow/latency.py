@@ -310,8 +310,8 @@ def measure(
     unknown = sorted(set(engines) - set(ENGINES))
     if unknown:
         raise ConfigError(f"export.latency.engines: unknown engine(s) {unknown}; choose from {list(ENGINES)}")
-    if not 1 <= int(throughput_batch) or int(runs) < 1 or int(throughput_runs) < 1 or int(warmup) < 0:
-        raise ConfigError(f"export.latency: runs, throughput_runs and throughput_batch must be >= 1, warmup >= 0")
+    if min(int(runs), int(throughput_runs), int(throughput_batch)) < 1 or int(warmup) < 0:
+        raise ConfigError("export.latency: runs, throughput_runs and throughput_batch must be >= 1, warmup >= 0")
     model = model.eval()
     previous_threads = torch.get_num_threads()
     records, parity = [], {}
