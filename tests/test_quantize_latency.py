@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fasflow import quantize
-from fasflow.errors import ConfigError
+from fasflow.errors import ConfigError, DataError
 from fasflow.export import export_trained, load_trained, open_session, read_metadata
 from fasflow.latency import (
     Runner,
@@ -330,3 +330,26 @@ def test_run_latency_takes_weights_and_summary_paths(workspace, tmp_path):
             threads=1, warmup=0, runs=1, sizes=[INPUT_SIZE], engines=["tensorrt"], throughput_batch=1, throughput_runs=1,
         )
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_calibration_method_that_fails_is_skipped_and_reported(workspace, tmp_path, monkeypatch):
+    root = workspace[0]
+    real = quantize.calibrate
+
+    def calibrate(pre, faces, size, method, cache, batch_size=8):
+        if method == "percentile":
+            raise ValueError("Too many bins for data range")
+        return real(pre, faces, size, method, cache, batch_size)
+
+    monkeypatch.setattr(quantize, "calibrate", calibrate)
+    args = quantize_args(root, int8_path=tmp_path / "S0.int8.onnx", report_path=tmp_path / "S0.int8.json")
+    report = run_quantize(**args)
+    assert report["selection"]["failed_calibrations"] == {"percentile": "ValueError: Too many bins for data range"}
+    assert [c["calibration"] for c in report["selection"]["candidates"]] == ["minmax"]
+    assert report["recipe"]["calibration"] == "minmax"
+
+    monkeypatch.setattr(quantize, "calibrate", lambda *a, **k: (_ for _ in ()).throw(ValueError("no range")))
+    args = quantize_args(root, int8_path=tmp_path / "none.int8.onnx", report_path=tmp_path / "none.int8.json")
+    with pytest.raises(DataError, match="every INT8 calibration method failed"):
+        run_quantize(**args)
+    assert not (tmp_path / "none.int8.onnx").exists() and not (tmp_path / "none.int8.json").exists()
