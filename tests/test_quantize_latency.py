@@ -140,8 +140,8 @@ def test_recipe_is_chosen_on_validation_faces(workspace):
 def fake_scores(monkeypatch, flips_for):
     """Replace ONNX Runtime scoring: FP32 files score by face index; a candidate flips `flips_for(path)` faces."""
 
-    def score(path, faces, input_size, threads=None):
-        base = np.where(np.arange(len(faces)) % 3 == 0, 0.2, 0.8)  # the labels [0, 1, 1, ...]: FP32 is perfect
+    def score(path, inputs, threads=None):
+        base = np.where(np.arange(len(inputs)) % 3 == 0, 0.2, 0.8)  # the labels [0, 1, 1, ...]: FP32 is perfect
         k = flips_for(str(path))
         base[:k] = 1 - base[:k]
         return base
@@ -353,3 +353,13 @@ def test_a_calibration_method_that_fails_is_skipped_and_reported(workspace, tmp_
     with pytest.raises(DataError, match="every INT8 calibration method failed"):
         run_quantize(**args)
     assert not (tmp_path / "none.int8.onnx").exists() and not (tmp_path / "none.int8.json").exists()
+
+
+def test_network_inputs_are_the_evaluation_tensors(tmp_path):
+    from fasflow.export import preprocessed_batches
+    from fasflow.quantize import network_inputs
+
+    faces = np.random.default_rng(3).integers(0, 256, size=(70, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
+    inputs = network_inputs(faces, INPUT_SIZE, tmp_path / "x.npy", batch_size=64)
+    expected = np.concatenate(list(preprocessed_batches(faces, INPUT_SIZE, 64)))
+    assert inputs.shape == (70, 3, INPUT_SIZE, INPUT_SIZE) and np.array_equal(inputs, expected)
