@@ -7,7 +7,7 @@ a shared machine hits all of them alike; the ratios of medians are the result.
 
 Targets (issue 18), for the students' network at 224 px, batch 1, 2 threads:
   ORT FP32 / fastest INT8 >= 2 (the headline), PyTorch eager / ORT FP32 >= 3.
-Usage: python benchmarks/bench_onnx.py [--runs 200] [--warmup 20] [--threads 1 2] [--models ...]
+Usage: python benchmarks/bench_onnx.py [--runs 100] [--warmup 20] [--threads 1 2] [--models ...]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def smooth_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, min(2, available_cores())}))
