@@ -1,9 +1,9 @@
 """Static INT8 quantization (QDQ) of an exported model, its recipe chosen on validation faces.
 
 What was measured (docs/deployment.md has the tables): on x86 CPUs, ONNX Runtime's fast INT8
-path is QDQ with uint8 activations and int8 weights (U8S8); S8S8, U8U8 and the QOperator
-format ran 1.5-3x slower than FP32 here. The same QDQ file also runs in OpenVINO, which
-executes it faster still. Per-channel weights, ORT's pre-processing (shape inference and graph
+path is QDQ with uint8 activations and int8 weights (U8S8); S8S8 and U8U8 ran at about FP32
+speed, QOperator was no faster than QDQ and OpenVINO cannot read it. The same QDQ file runs in
+OpenVINO, which executes the students' INT8 fastest. Per-channel weights, ORT's pre-processing (shape inference and graph
 optimisation) and the removal of Relu/Clip that the quantization range already implies are
 always used; what varies per model is chosen on **validation** faces, never test faces:
 
