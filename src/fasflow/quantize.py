@@ -101,11 +101,12 @@ class _Batches:
         return None if batch is None else {self.input_name: batch}
 
 
-def calibrate(pre_path: str | Path, faces: np.ndarray, input_size: int, method: str, cache_path: str | Path, batch_size: int = 8) -> Path:
+def calibrate(pre_path: str | Path, faces: np.ndarray, input_size: int, method: str, cache_path: str | Path) -> Path:
     """Activation ranges of `pre_path` over `faces` with `method`, saved as an ORT calibration cache.
 
-    Faces go through in passes of CALIBRATION_CHUNK, so memory stays bounded at 224 px
-    (histogram calibrators keep every intermediate tensor of a pass until it is binned).
+    Faces go through in passes of one batch of CALIBRATION_CHUNK, so memory stays bounded at
+    224 px (histogram calibrators keep every intermediate tensor of a pass until it is binned,
+    and stack the batches of a pass: batches of unequal size in one pass would break them).
     The cache lets every exclusion candidate reuse one calibration.
     """
     import onnx
@@ -123,7 +124,7 @@ def calibrate(pre_path: str | Path, faces: np.ndarray, input_size: int, method: 
         )
         for start in range(0, len(faces), CALIBRATION_CHUNK):
             chunk = np.asarray(faces[start : start + CALIBRATION_CHUNK])
-            calibrator.collect_data(_Batches(input_name, preprocessed_batches(chunk, input_size, batch_size)))
+            calibrator.collect_data(_Batches(input_name, preprocessed_batches(chunk, input_size, CALIBRATION_CHUNK)))
         save_tensors_data(calibrator.compute_data(), cache_path)
         del calibrator
     return cache_path
