@@ -97,6 +97,7 @@ def test_cli_scores_an_image_with_its_box_file(celeba, model_path, capsys):
     assert timings["inference"] == result["inference_ms"]
     timing = json.loads(out)["timing"]
     assert timing["images_scored"] == 1 and timing["model_load_ms"] > 0
+    assert timing["command_ms"] >= timing["model_load_ms"] + timings["total"]
     assert timing["median_total_ms"] == pytest.approx(timings["total"])
 
 
@@ -105,7 +106,7 @@ def test_cli_detects_the_face_in_a_photo(face_photo, model_path, capsys):
     assert code == 0, err
     assert str(face_photo) in out and "P(spoof)=" in out and "[detector]" in out
     summary = out.strip().splitlines()[-1]
-    assert summary.startswith("timing (onnxruntime, 1 thread(s)): model load")
+    assert summary.startswith("timing (onnxruntime, 1 thread(s)): ") and "model load" in summary and "ms in all" in summary
     assert "face detection" in summary and "inference" in summary and "median of 1" in summary
     code, out, _ = run_cli(capsys, face_photo, "--model", model_path, "--json")
     x, y, w, h = json.loads(out)["predictions"][0]["box"]

@@ -256,10 +256,12 @@ class Predictor:
     """An exported model plus the preprocessing recorded inside it, checked before use."""
 
     def __init__(self, model_path: str | Path, threads: int = 1, engine: str = "onnxruntime", threshold: float = 0.5) -> None:
+        # The load time includes the imports: in a fresh `fasflow predict` process the first model
+        # pays for loading torch and the engine, and that is part of what one call costs.
+        started = time.perf_counter()
         from .data import eval_transform
         from .export import open_session, read_metadata
 
-        started = time.perf_counter()
         self.model_path = Path(model_path)
         if engine not in ENGINES:
             raise FasflowError(f"unknown engine {engine!r}; choose from {list(ENGINES)}")
