@@ -79,6 +79,23 @@ def test_preprocessing_equals_the_evaluation_pipeline(celeba, model_path):
         assert torch.equal(got, dataset[i][0]), rel
 
 
+def test_a_large_photo_is_cropped_as_the_face_cache_crops_it(model_path, tmp_path):
+    """Above a megapixel the cache decodes JPEGs at reduced scale; predict crops the same way."""
+    from fasflow.faces import decode_face
+
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(coarse).resize((1600, 1200), Image.Resampling.BICUBIC).save(photo, quality=90)
+    predictor = Predictor(model_path)
+    image = read_image(photo)
+    box = (500.0, 300.0, 600.0, 600.0)
+    expected, scale = decode_face(photo, box, MARGIN, FACE_SIZE)
+    assert scale > 1  # the reduced path really applies to this photo
+    assert np.array_equal(predictor.crop_file(photo, image, box), expected)
+    assert not np.array_equal(predictor.crop(image, box), expected)  # a full decode differs slightly
+
+
 def test_cli_scores_an_image_with_its_box_file(celeba, model_path, capsys):
     image = next(celeba.rglob("*.png"))
     bb = image.with_name(image.stem + "_BB.txt")

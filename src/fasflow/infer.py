@@ -305,6 +305,15 @@ class Predictor:
         # A writable copy: PIL's array view is read-only and torch warns about it.
         return np.array(crop_face(image, box, self.face_margin, self.face_size))
 
+    def crop_file(self, path: str | Path, image: Image.Image, box: Box | None) -> np.ndarray:
+        """The face of `path` exactly as the face cache crops it: large JPEGs are decoded again at
+        reduced scale (fasflow.faces.decode_face), the others cropped from the decoded `image`."""
+        from .faces import DRAFT_MIN_PIXELS, decode_face
+
+        if image.width * image.height >= DRAFT_MIN_PIXELS:
+            return np.array(decode_face(path, box, self.face_margin, self.face_size)[0])
+        return self.crop(image, box)
+
     def tensor(self, face: np.ndarray) -> np.ndarray:
         return self.transform(face).unsqueeze(0).numpy()
 
@@ -327,7 +336,7 @@ class Predictor:
         clock = _Stopwatch()
         image = clock.time("decode", read_image, path, max_pixels)
         box, source = clock.time("locate", self.locate, path, image, box_file)
-        face = clock.time("crop", self.crop, image, box)
+        face = clock.time("crop", self.crop_file, path, image, box)
         tensor = clock.time("preprocess", self.tensor, face)
         logits = clock.time("inference", self._run, tensor)
         p_spoof = float(softmax_spoof(np.asarray(logits))[0])
