@@ -1,9 +1,13 @@
-"""CPU inference at batch 1 for mobilenetv2_100 at 224 px: ONNX Runtime fp32 against PyTorch eager,
-and static QDQ INT8 against fp32, all measured in one run on all cores of this machine.
+"""CPU inference of every engine and precision at 224 px, measured interleaved in one run.
 
-Targets (issue 6): PyTorch eager / ORT fp32 median latency >= 3; report ORT fp32 / INT8.
-Usage: python benchmarks/bench_onnx.py [--runs 200] [--warmup 20] [--size 224] [--threads N]
-The machine must be otherwise idle: a neighbouring job changes latency several-fold.
+For mobilenetv2_100 (the students) and efficientnet_b0 (the teacher): PyTorch eager, ONNX Runtime
+FP32 and INT8, OpenVINO FP32 and INT8 (the same QDQ INT8 file), batch 1 median / p95 latency and
+batch-8 throughput. Engines of one setting run in alternating short blocks, so background load on
+a shared machine hits all of them alike; the ratios of medians are the result.
+
+Targets (issue 18), for the students' network at 224 px, batch 1, 2 threads:
+  ORT FP32 / fastest INT8 >= 2 (the headline), PyTorch eager / ORT FP32 >= 3.
+Usage: python benchmarks/bench_onnx.py [--runs 100] [--warmup 20] [--threads 1 2] [--models ...]
 """
 
 from __future__ import annotations
@@ -19,47 +23,76 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fasflow.export import export_onnx  # noqa: E402
-from fasflow.latency import available_cores, measure  # noqa: E402
+from fasflow.latency import ENGINE_LABELS, available_cores, find_record, measure  # noqa: E402
 from fasflow.models import create_model  # noqa: E402
 from fasflow.quantize import quantize_int8  # noqa: E402
 
-TARGET_EAGER_OVER_ORT = 3.0
+TARGET_INT8 = 2.0
+TARGET_EAGER = 3.0
+TARGET_MODEL = "mobilenetv2_100"
+
+
+def smooth_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Upsampled random colour blobs: face-like smoothness for calibration; latency ignores content."""
+    coarse = np.random.default_rng(seed).integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
+    return np.kron(coarse, np.ones((1, size // 8, size // 8, 1), dtype=np.uint8))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=available_cores())
-    parser.add_argument("--calibration", type=int, default=32, help="random faces used to calibrate INT8")
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, min(2, available_cores())}))
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput figures")
+    parser.add_argument("--calibration", type=int, default=32, help="face-like images used to calibrate INT8")
+    parser.add_argument("--models", nargs="+", default=[TARGET_MODEL, "efficientnet_b0"])
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    model = create_model("mobilenetv2_100", dropout=0.2).eval()
-    rng = np.random.default_rng(0)
-    # Smooth random images (upsampled noise) stand in for faces: latency does not depend on content.
-    coarse = rng.integers(0, 256, size=(args.calibration, 8, 8, 3), dtype=np.uint8)
-    faces = np.kron(coarse, np.ones((1, args.size // 8, args.size // 8, 1), dtype=np.uint8))
-    with tempfile.TemporaryDirectory() as work:
-        fp32, int8 = Path(work) / "m.onnx", Path(work) / "m.int8.onnx"
-        info = export_onnx(model, fp32, args.size, metadata={"input_size": args.size})
-        quantize_int8(fp32, int8, faces, args.size)
-        result = measure(fp32, model, args.size, [args.threads], args.warmup, args.runs, int8_path=int8)
-    res = result["results"][str(args.threads)]
-    sysinfo = result["system"]
-    print(f"bench_onnx: mobilenetv2_100 at {args.size} px, batch 1, {args.threads} thread(s), "
-          f"{args.runs} runs after {args.warmup} warm-up; {sysinfo['cpu_model']}, ORT {sysinfo['onnxruntime']}, "
-          f"torch {sysinfo['torch']}")
-    print(f"  ONNX file: {info['size_mib']:.2f} MiB ({info['size_mb']:.2f} MB), {info['parameters'] / 1e6:.2f} M parameters")
-    for engine in ("torch_eager", "onnx_fp32", "onnx_int8"):
-        r = res[engine]
-        print(f"  {engine:12s} mean {r['mean_ms']:8.2f} ms  median {r['median_ms']:8.2f}  p90 {r['p90_ms']:8.2f}  p95 {r['p95_ms']:8.2f}")
-    eager_over_ort = res["ratios"]["torch_eager_over_onnx_fp32_median"]
-    fp32_over_int8 = res["ratios"]["onnx_fp32_over_int8_median"]
-    verdict = "ok" if eager_over_ort >= TARGET_EAGER_OVER_ORT else f"BELOW target {TARGET_EAGER_OVER_ORT:g}x"
-    print(f"  ratio torch eager / ORT fp32 (median): {eager_over_ort:.2f}x  [{verdict}]")
-    print(f"  ratio ORT fp32 / ORT INT8   (median): {fp32_over_int8:.2f}x")
+    failed = []
+    for arch in args.models:
+        torch.manual_seed(0)
+        model = create_model(arch, dropout=0.2).eval()
+        with tempfile.TemporaryDirectory() as work:
+            fp32, int8 = Path(work) / "m.onnx", Path(work) / "m.int8.onnx"
+            info = export_onnx(model, fp32, args.size, metadata={"input_size": args.size})
+            quantize_int8(fp32, int8, smooth_faces(args.calibration, args.size), args.size)
+            result = measure(
+                model, fp32, int8, args.size, [args.size], args.threads, ["torch", "onnxruntime", "openvino"],
+                args.warmup, args.runs, args.batch, max(5, args.runs // args.batch),
+            )
+        system = result["system"]
+        print(
+            f"bench_onnx: {arch} at {args.size} px, {info['parameters'] / 1e6:.2f} M parameters, ONNX {info['size_mib']:.2f} MiB; "
+            f"{system['cpu_model']} (VNNI: {system['cpu_flags'].get('avx512_vnni') or system['cpu_flags'].get('avx_vnni')}), "
+            f"load {system['load_average_1min']:.2f}; ORT {system['onnxruntime']}, OpenVINO {system['openvino']}, torch {system['torch']}"
+        )
+        for n in args.threads:
+            ref = find_record(result, "ort_fp32", args.size, n)
+            print(f"  {n} thread(s), batch 1 ({args.runs} runs interleaved) and batch {args.batch} throughput:")
+            for engine in result["engines"]:
+                one = find_record(result, engine, args.size, n)
+                many = find_record(result, engine, args.size, n, args.batch)
+                print(
+                    f"    {ENGINE_LABELS[engine]:20s} median {one['median_ms']:7.2f} ms  p95 {one['p95_ms']:7.2f}  "
+                    f"ORT FP32 / this {ref['median_ms'] / one['median_ms']:5.2f}x  batch {args.batch}: {many['images_per_s']:7.1f} images/s"
+                )
+            ratio = next(r for r in result["ratios"] if (r["input_size"], r["threads"], r["batch"]) == (args.size, n, 1))
+            headline = ratio["ort_fp32_over_fastest_int8"]
+            eager = ratio["torch_eager_over_ort_fp32"]
+            verdict = ""
+            if arch == TARGET_MODEL and n == 2:
+                ok = headline >= TARGET_INT8 and eager >= TARGET_EAGER
+                verdict = "  [ok]" if ok else f"  [BELOW target: INT8 >= {TARGET_INT8:g}x, eager >= {TARGET_EAGER:g}x]"
+                if not ok:
+                    failed.append(arch)
+            print(
+                f"  => ORT FP32 / fastest INT8 ({ENGINE_LABELS[ratio['fastest_int8']]}): {headline:.2f}x; "
+                f"PyTorch eager / ORT FP32: {eager:.2f}x{verdict}"
+            )
+    # A miss is reported, not an error: on a loaded shared machine the ratios wander.
+    if failed:
+        print(f"bench_onnx: targets missed for {failed} in this run (rerun on a quieter machine before concluding)")
     return 0
 
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The install location of ../shared/tools/install-apptainer.sh (what .ci/run uses).
 APPTAINER_ENV_SH = Path(os.environ.get("APPTAINER_ENV_SH", "/opt/apptainer/env.sh"))
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-IMAGE_VERSION = "0.1.0"
+IMAGE_VERSION = "0.2.0"
 
 
 def in_ci() -> bool:

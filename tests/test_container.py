@@ -104,6 +104,9 @@ def test_same_outputs_with_and_without_container(runs):
 
 
 def test_image_name_carries_the_version(image):
-    assert image.name == "fasflow-0.1.0-cpu.sif"
+    import re
+
+    label = re.search(r"org\.opencontainers\.image\.version\s+(\S+)", (ROOT / "containers/fasflow-cpu.def").read_text())
+    assert image.name == f"fasflow-{label.group(1)}-cpu.sif"
     assert image.is_symlink(), "containers/<name>.sif should point into the hash-keyed cache"
     assert ROOT / "containers" == image.parent

@@ -1,6 +1,6 @@
 """fasflow: identity-aware face anti-spoofing on CelebA-Spoof, reproducibly."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Spoof is the positive class throughout (ISO/IEC 30107-3 convention used here).
 LIVE, SPOOF = 0, 1

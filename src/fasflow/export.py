@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import __version__
+from . import DECISION_THRESHOLD, __version__
 from .data import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from .errors import DataError
 from .io import atomic_path
@@ -191,7 +191,7 @@ def parity(
     """Compare ONNX Runtime and PyTorch logits on the same preprocessed faces.
 
     Passes when max |onnx - torch| <= atol + rtol * s, where s is the largest |torch logit|
-    over all faces (the scale of the logits), and the predicted labels (P(spoof) >= 0.5) are
+    over all faces (the scale of the logits), and the predicted labels (P(spoof) >= DECISION_THRESHOLD) are
     identical for every face. The relative term matters for trained models: with logits
     around 20, float32 itself is about 2e-4 away from the exact value in any logit (recorded
     as `fp32_vs_fp64_max_abs_diff`: PyTorch fp32 vs fp64 on the first batch), so no fp32
@@ -214,7 +214,7 @@ def parity(
             max_diff = max(max_diff, float(diff.max()))
             scale = max(scale, float(np.abs(ref).max()))
             sum_diff += float(diff.sum())
-            mismatches += int(np.sum((softmax_spoof(ref) >= 0.5) != (softmax_spoof(got) >= 0.5)))
+            mismatches += int(np.sum((softmax_spoof(ref) >= DECISION_THRESHOLD) != (softmax_spoof(got) >= DECISION_THRESHOLD)))
             n += len(batch)
     return {
         "n_faces": n,

@@ -413,24 +413,39 @@ def run_export_onnx(
 
 
 def run_quantize_onnx(
-    name: str, fp32: str, val_faces: str, test_faces: str, test_manifest: str, onnx: str, report: str, calibration_size: int, per_channel: bool
+    name: str, fp32: str, val_faces: str, val_manifest: str, test_faces: str, test_manifest: str, onnx: str, report: str,
+    calibration_size: int, calibration_methods: Sequence[str], per_channel: bool, reduce_range: bool, max_val_acer_change: float,
+    openvino: bool, bootstrap_n: int, seed: int, ci_level: float, threads: int = 1,
 ) -> dict:
-    """Static INT8 model calibrated on validation faces, with its test metrics next to FP32's."""
-    from .quantize import quantize_trained
+    """Static INT8 model whose recipe (calibration, FP32 exclusions or FP32 fallback) is chosen on
+    validation faces, with its test metrics next to FP32's."""
+    from .quantize import run_quantize
 
-    return quantize_trained(name, fp32, onnx, report, val_faces, test_faces, test_manifest, calibration_size=calibration_size, per_channel=per_channel)
+    return run_quantize(
+        name, fp32, onnx, report, val_faces, val_manifest, test_faces, test_manifest,
+        calibration_size=calibration_size, calibration_methods=list(calibration_methods), per_channel=per_channel,
+        reduce_range=reduce_range, max_val_acer_change=max_val_acer_change, openvino=openvino,
+        bootstrap_n=bootstrap_n, seed=seed, ci_level=ci_level, threads=threads,
+    )
 
 
-def run_latency(weights: str, summary: str, onnx: str, latency: str, warmup: int, runs: int, threads: int = 1, int8: str | None = None) -> dict:
-    """Batch-1 CPU latency of every engine at 1 thread and at all the job's cores."""
+def run_latency(
+    weights: str, summary: str, onnx: str, latency: str, warmup: int, runs: int, sizes: Sequence[int], engines: Sequence[str],
+    throughput_batch: int, throughput_runs: int, threads: int = 1, int8: str | None = None,
+) -> dict:
+    """CPU latency of every engine and precision at the deployment size (224 px) and the trained size,
+    at 1, 2 and all the job's cores, interleaved; batch-8 throughput."""
     from .latency import measure_trained
 
-    return measure_trained(weights, summary, onnx, latency, threads=threads, warmup=warmup, runs=runs, int8_path=int8)
+    return measure_trained(
+        weights, summary, onnx, int8, latency, threads=threads, warmup=warmup, runs=runs, sizes=list(sizes), engines=list(engines),
+        throughput_batch=throughput_batch, throughput_runs=throughput_runs,
+    )
 
 
 def run_table4_onnx(exports: Sequence[str], latencies: Sequence[str], models: Sequence[str], csv: str, md: str, int8: Sequence[str] = ()) -> None:
-    """Table 4: parameters, ONNX size, CPU latency and parity per model."""
-    from .latency import table4_rows, write_table4
+    """Table 4: parameters, ONNX size, CPU latency of every engine and precision, INT8 recipes and parity."""
+    from .tables import table4_rows, write_table4
 
     rows = table4_rows(models, dict(zip(models, exports)), dict(zip(models, latencies)), dict(zip(models, int8)) if int8 else None)
     write_table4(rows, csv, md)

@@ -305,6 +305,11 @@ def int8_enabled():
     return EXPORT["int8"]["enabled"]
 
 
+def latency_engines():
+    """The engines timed by the latency rule (OpenVINO reads the same ONNX files, export.openvino)."""
+    return ["torch", "onnxruntime"] + (["openvino"] if EXPORT["openvino"] else [])
+
+
 def latency_inputs(wildcards):
     """The fp32 model, the INT8 model when enabled, and the weights for the PyTorch eager run."""
     files = model_files(f"models/{wildcards.name}")

@@ -28,10 +28,11 @@ rule export_onnx:
 
 
 rule quantize_onnx:
-    """Static QDQ INT8 model calibrated on validation faces; its test APCER/BPCER/ACER next to fp32."""
+    """Static INT8 model, its recipe chosen on validation faces (FP32 fallback if none keeps ACER); test metrics next to FP32's."""
     input:
         fp32=results("onnx/{name}.onnx"),
         val_faces=results("faces/val.npy"),
+        val_manifest=results("faces/val.parquet"),
         test_faces=results("faces/test.npy"),
         test_manifest=results("faces/test.parquet"),
     output:
@@ -45,13 +46,20 @@ rule quantize_onnx:
     params:
         name="{name}",
         calibration_size=EXPORT["int8"]["calibration_size"],
+        calibration_methods=EXPORT["int8"]["calibration_methods"],
         per_channel=EXPORT["int8"]["per_channel"],
+        reduce_range=EXPORT["int8"]["reduce_range"],
+        max_val_acer_change=EXPORT["int8"]["max_val_acer_change"],
+        openvino=EXPORT["openvino"],
+        bootstrap_n=EVAL["bootstrap_n"],
+        seed=EVAL["seed"],
+        ci_level=EVAL["ci_level"],
     script:
         "../scripts/quantize_onnx.py"
 
 
 rule latency:
-    """Batch-1 CPU latency of ONNX Runtime fp32/INT8 and PyTorch eager at 1 thread and all cores.
+    """CPU latency of PyTorch eager, ONNX Runtime and OpenVINO (FP32, INT8) at 224 px and the trained size, 1/2/all threads.
 
     Takes every core so that no other job runs beside it: neighbours distort latency several-fold.
     """
@@ -67,12 +75,16 @@ rule latency:
     params:
         warmup=EXPORT["latency"]["warmup"],
         runs=EXPORT["latency"]["runs"],
+        sizes=EXPORT["latency"]["input_sizes"],
+        engines=latency_engines(),
+        throughput_batch=EXPORT["latency"]["throughput_batch"],
+        throughput_runs=EXPORT["latency"]["throughput_runs"],
     script:
         "../scripts/latency.py"
 
 
 rule table_onnx:
-    """Table 4: parameters, ONNX size, CPU latency (fp32, INT8, PyTorch eager) and parity per model."""
+    """Table 4: parameters, ONNX size, CPU latency of every engine and precision, INT8 recipe and parity per model."""
     input:
         unpack(table4_inputs),
     output:
