@@ -55,13 +55,25 @@ def test_pareto_front_by_hand():
     assert pareto_front([(1.0, 0.1), (1.0, 0.1)]) == [True, True]  # equal points do not dominate each other
 
 
-def fake_reports(tmp_path, name, acer, params, fp32_ms, int8_ms, int8_acer):
+def fake_reports(tmp_path, name, acer, params, fp32_ms, int8_ms, int8_acer, fallback=False):
+    """Metrics, export, INT8 and latency reports in the shape the workflow writes them."""
     paths = {}
     metrics = {"accuracy": 1 - acer, "f1": 0.9, "roc_auc": 0.95, "apcer": acer, "bpcer": acer, "acer": acer,
                "ci": {"level": 0.95, "n_resamples": 200, "intervals": {"acer": [acer - 0.01, acer + 0.02], "accuracy": [0.5, 0.99]}}}
-    export = {"input_size": 16, "onnx": {"parameters": params, "size_mib": params * 4 / 2**20}}
-    latency = {"results": {"1": {"onnx_fp32": {"median_ms": fp32_ms}, "onnx_int8": {"median_ms": int8_ms}}}, "system": {"cpu_model": "test CPU"}}
-    int8 = {"onnx": {"size_mib": params / 2**20}, "test": {"int8": {"acer": int8_acer}, "label_agreement": 0.99}}
+    export = {"arch": name, "input_size": 16, "onnx": {"parameters": params, "size_mb": params * 4e-6, "size_mib": params * 4 / 2**20, "opset": 17},
+              "parity": {"max_abs_logit_diff": 1e-6, "label_mismatches": 0}}
+    # 224 px first (the deployment size), then the trained size; 1 and 2 threads; a slower size and thread count
+    # must not be the one the zoo reads.
+    records = [
+        {"engine": engine, "input_size": size, "threads": threads, "batch": batch, "median_ms": ms * (1 if size == 224 else 0.1) * (1 if threads == 1 else 0.6),
+         "p95_ms": ms, "mean_ms": ms, "images_per_s": 1.0}
+        for engine, ms in (("ort_fp32", fp32_ms), ("ort_int8", int8_ms), ("torch_eager", 10 * fp32_ms))
+        for size in (224, 16) for threads in (1, 2) for batch in (1, 8)
+    ]
+    latency = {"trained_input_size": 16, "input_sizes": [224, 16], "threads": [1, 2], "throughput_batch": 8, "records": records,
+               "ratios": [], "system": {"cpu_model": "test CPU", "onnxruntime": "1.x", "openvino": None}}
+    int8 = {"onnx": {"size_mib": params / 2**20}, "fallback": fallback, "recipe": {"calibration": "minmax", "exclusion": "none"},
+            "test": {"fp32": {"acer": acer}, "int8": {"acer": int8_acer}, "label_agreement": 0.99}}
     for kind, content in (("metrics", metrics), ("export", export), ("latency", latency), ("int8", int8)):
         paths[kind] = tmp_path / f"{name}.{kind}.json"
         paths[kind].write_text(json.dumps(content))
@@ -69,11 +81,13 @@ def fake_reports(tmp_path, name, acer, params, fp32_ms, int8_ms, int8_acer):
 
 
 def test_zoo_table_rows_and_files(tmp_path):
+    from fasflow.tables import table4_rows
+
     models = ["S0", "zoo_fast", "zoo_slow"]
     reports = {
         "S0": fake_reports(tmp_path, "S0", 0.20, 2_230_000, 3.0, 1.5, 0.22),
         "zoo_fast": fake_reports(tmp_path, "zoo_fast", 0.30, 500_000, 1.0, 1.2, 0.31),
-        "zoo_slow": fake_reports(tmp_path, "zoo_slow", 0.25, 4_000_000, 5.0, 4.0, 0.24),
+        "zoo_slow": fake_reports(tmp_path, "zoo_slow", 0.25, 4_000_000, 5.0, 4.0, 0.25, fallback=True),
     }
     info = {"S0": {"arch": "mobilenetv2_100", "recipe": "S0", "reference": True},
             "zoo_fast": {"arch": "lcnet_050", "recipe": "S0"}, "zoo_slow": {"arch": "ghostnet_100", "recipe": "S0"}}
@@ -83,17 +97,19 @@ def test_zoo_table_rows_and_files(tmp_path):
     table = pl.read_csv(csv)
     assert table["model"].to_list() == models
     assert table["parameters_m"].to_list() == pytest.approx([2.23, 0.5, 4.0])
+    # Latency of the deployment size at one thread, as Table 4 reports it.
+    assert table["fp32_median_ms"].to_list() == pytest.approx([3.0, 1.0, 5.0]) and set(table["latency_input_size"]) == {224}
     # zoo_slow is slower and worse than S0 (off both fronts); zoo_fast is faster but worse (on both).
     assert table["pareto_fp32"].to_list() == [True, True, False]
     assert table["pareto_int8"].to_list() == [True, True, False]
     assert table["acer_ci_hi"].to_list() == pytest.approx([0.22, 0.32, 0.27])
     text = md.read_text()
     assert "| S0 (reference) | mobilenetv2_100 | S0 | 2.23 |" in text and "0.2000 [0.1900, 0.2200]" in text
-    assert "3.00 / 1.50" in text and "95% subject-level bootstrap intervals (200 resamples)" in text and png.stat().st_size > 0
-    # Rows without INT8 reports (export.int8.enabled false) have no INT8 front.
-    rows = zoo_rows(models, info, {m: json.loads(paths["metrics"][m].read_text()) for m in models},
-                    {m: json.loads(paths["export"][m].read_text()) for m in models},
-                    {m: json.loads(paths["latency"][m].read_text()) for m in models}, None)
+    assert "| 3.00 / 1.50 |" in text and "0.2500 (FP32 fallback)" in text and "ORT FP32 / INT8 ms (224 px, 1 thread)" in text
+    assert "95% subject-level bootstrap intervals (200 resamples)" in text and png.stat().st_size > 0
+    # Without INT8 reports (export.int8.enabled false) there is no INT8 front.
+    metrics = {m: json.loads(paths["metrics"][m].read_text()) for m in models}
+    rows = zoo_rows(models, info, metrics, table4_rows(models, paths["export"], paths["latency"], None))
     assert [r["pareto_int8"] for r in rows] == [False] * 3 and all(math.isnan(r["int8_acer"]) for r in rows)
 
 

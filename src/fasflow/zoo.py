@@ -25,17 +25,6 @@ from .errors import DataError
 
 
 # ---------------------------------------------------------------------------
-# latency reports
-
-
-def median_latency_ms(report: Mapping, precision: str) -> float | None:
-    """Median batch-1 latency of ONNX Runtime at 1 thread ('fp32' or 'int8') from a latency report, or None."""
-    one_thread = report["results"].get("1", {})
-    engine = one_thread.get(f"onnx_{precision}")
-    return None if engine is None else float(engine["median_ms"])
-
-
-# ---------------------------------------------------------------------------
 # the table
 
 
@@ -60,38 +49,45 @@ def _value(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def zoo_rows(
-    models: Sequence[str],
-    info: Mapping[str, Mapping],
-    metrics: Mapping[str, Mapping],
-    exports: Mapping[str, Mapping],
-    latencies: Mapping[str, Mapping],
-    int8: Mapping[str, Mapping] | None,
-) -> list[dict]:
-    """One row of raw numbers per model (test metrics at DECISION_THRESHOLD, size, latency), Pareto flags included."""
+def zoo_rows(models: Sequence[str], info: Mapping[str, Mapping], metrics: Mapping[str, Mapping], table4: Sequence[Mapping]) -> list[dict]:
+    """One row of raw numbers per model: test metrics at DECISION_THRESHOLD, size and latency, Pareto flags.
+
+    `table4` holds the models' rows of fasflow.tables.table4_rows (one per input size and thread
+    count, the deployment size first): the zoo reads size, INT8 recipe and ONNX Runtime latency
+    at batch 1 and one thread from the deployment-size row, as Table 4 reports them.
+    """
     rows = []
     for name in models:
-        m, exp, lat = metrics[name], exports[name], latencies[name]
-        q = int8.get(name) if int8 else None
+        m = metrics[name]
+        own = [r for r in table4 if r["model"] == name]
+        if not own:
+            raise DataError(f"zoo: no export and latency reports of {name}")
+        size = own[0]["input_size"]
+        t4 = next((r for r in own if r["input_size"] == size and r["threads"] == 1), own[0])
         intervals = (m.get("ci") or {}).get("intervals") or {}
         row = {
             "model": name,
             "arch": info[name]["arch"],
             "recipe": info[name]["recipe"],
             "reference": bool(info[name].get("reference", False)),
-            "parameters_m": exp["onnx"]["parameters"] / 1e6,
-            "onnx_size_mib": exp["onnx"]["size_mib"],
-            "int8_size_mib": q["onnx"]["size_mib"] if q else None,
+            "parameters_m": t4["parameters_m"],
+            "onnx_size_mib": t4["onnx_size_mib"],
+            "int8_size_mib": t4["int8_size_mib"],
+            "int8_recipe": t4["int8_recipe"],
+            "int8_fallback": t4["int8_fallback"],
         }
         for metric in ("accuracy", "f1", "roc_auc", "apcer", "bpcer", "acer"):
             lo, hi = intervals.get(metric) or (None, None)
             row[metric], row[f"{metric}_ci_lo"], row[f"{metric}_ci_hi"] = _value(m.get(metric)), _value(lo), _value(hi)
-        row["int8_acer"] = _value(q["test"]["int8"]["acer"]) if q else math.nan
-        row["int8_label_agreement"] = _value(q["test"]["label_agreement"]) if q else math.nan
-        row["fp32_median_ms"] = _value(median_latency_ms(lat, "fp32"))
-        row["int8_median_ms"] = _value(median_latency_ms(lat, "int8"))
-        row["input_size"] = int(exp["input_size"])
-        row["cpu_model"] = lat["system"]["cpu_model"]
+        row["int8_acer"] = _value(t4.get("int8_test_acer"))
+        row["int8_label_agreement"] = _value(t4.get("int8_label_agreement"))
+        row["latency_input_size"] = int(size)
+        row["latency_threads"] = int(t4["threads"])
+        row["fp32_median_ms"] = _value(t4.get("ort_fp32_median_ms"))
+        row["int8_median_ms"] = _value(t4.get("ort_int8_median_ms"))
+        row["trained_input_size"] = int(t4["trained_input_size"])
+        row["cpu_model"] = t4["cpu_model"]
+        row["onnxruntime"] = t4["onnxruntime"]
         rows.append(row)
     for key, error, cost in (("pareto_fp32", "acer", "fp32_median_ms"), ("pareto_int8", "int8_acer", "int8_median_ms")):
         for row, flag in zip(rows, pareto_front([(r[cost], r[error]) for r in rows])):
@@ -119,8 +115,8 @@ def zoo_text(rows: Sequence[Mapping]) -> pl.DataFrame:
                 "Accuracy": ci(r, "accuracy"),
                 "ACER": ci(r, "acer"),
                 "ROC-AUC": ci(r, "roc_auc"),
-                "INT8 ACER": fmt(r["int8_acer"]),
-                "FP32 / INT8 ms (1 thread)": f"{fmt(r['fp32_median_ms'], 2)} / {fmt(r['int8_median_ms'], 2)}",
+                "INT8 ACER": fmt(r["int8_acer"]) + (" (FP32 fallback)" if r["int8_fallback"] else ""),
+                f"ORT FP32 / INT8 ms ({r['latency_input_size']} px, 1 thread)": f"{fmt(r['fp32_median_ms'], 2)} / {fmt(r['int8_median_ms'], 2)}",
                 "Pareto (FP32 / INT8)": f"{'yes' if r['pareto_fp32'] else 'no'} / {'yes' if r['pareto_int8'] else 'no'}",
             }
         )
@@ -139,16 +135,13 @@ def write_zoo(
     figure_paths: Sequence = (),
 ) -> pl.DataFrame:
     """Zoo table (CSV, Markdown) and the ACER-against-latency figure from the models' reports."""
-    from .tables import write_table
+    from .tables import table4_rows, write_table
 
-    def read(paths: Mapping[str, str]) -> dict:
-        missing = [p for p in paths.values() if not _exists(p)]
-        if missing:
-            raise DataError(f"{missing[0]}: report not found")
-        return {name: io.read_json(path) for name, path in paths.items()}
-
-    metrics = read(metric_paths)
-    rows = zoo_rows(models, info, metrics, read(export_paths), read(latency_paths), read(int8_paths) if int8_paths else None)
+    missing = [p for paths in (metric_paths, export_paths, latency_paths, int8_paths or {}) for p in paths.values() if not _exists(p)]
+    if missing:
+        raise DataError(f"{missing[0]}: report not found")
+    metrics = {name: io.read_json(path) for name, path in metric_paths.items()}
+    rows = zoo_rows(models, info, metrics, table4_rows(models, export_paths, latency_paths, int8_paths))
     ci = metrics[models[0]].get("ci") or {}
     intervals = f"{ci['level']:.0%} subject-level bootstrap intervals ({ci['n_resamples']} resamples)" if ci else "no intervals (evaluate.bootstrap_n 0)"
     numbers = pl.DataFrame(rows, infer_schema_length=None)
@@ -157,10 +150,11 @@ def write_zoo(
     note = (
         f"Every model trained with the hyperparameters of its recipe scenario on the same split and seed; the reference "
         f"row{'s' if len(reference) > 1 else ''} ({', '.join(reference)}) {'are' if len(reference) > 1 else 'is'} the study's own "
-        f"MobileNetV2 model. Test split, threshold {DECISION_THRESHOLD:g}, ACER = (pooled APCER + BPCER) / 2, {intervals}. Latency: ONNX Runtime, batch 1, 1 thread, median, input "
-        f"{first['input_size']} px (the trained size), CPU {first['cpu_model']}; INT8 = static QDQ calibrated on validation faces "
-        "(its ACER on the test split, no interval). Pareto: no other model is both faster and at most as wrong (FP32 and INT8 "
-        "fronts separately). Latency on a shared machine is noisy: compare within one run."
+        f"MobileNetV2 model. Test split, threshold {DECISION_THRESHOLD:g}, ACER = (pooled APCER + BPCER) / 2, {intervals}. "
+        f"Latency: ONNX Runtime {first['onnxruntime']}, batch 1, 1 thread, median, input {first['latency_input_size']} px (the deployment size of Table 4; trained at {first['trained_input_size']} px), "
+        f"CPU {first['cpu_model']}; every engine, size and thread count is in results/latency/<model>.json. INT8 = static QDQ with "
+        "the recipe chosen on validation faces, as in Table 4 (its ACER on the test split, no interval; an FP32 fallback is "
+        "marked). Pareto: no other model is both faster and at most as wrong (FP32 and INT8 fronts separately). Latency on a shared machine is noisy: compare within one run."
     )
     write_table(numbers, zoo_text(rows), csv, md, title="Student zoo: accuracy against size and CPU latency", note=note)
     if figure_paths:
@@ -189,7 +183,7 @@ def zoo_figure(rows: Sequence[Mapping], paths: Sequence) -> None:
     front = sorted((r["fp32_median_ms"], r["acer"]) for r in rows if r["pareto_fp32"])
     if front:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=1, linestyle="--", label="Pareto front (FP32)")
-    ax.set_xlabel("ONNX Runtime latency, batch 1, 1 thread (ms, median)")
+    ax.set_xlabel(f"ONNX Runtime latency at {rows[0]['latency_input_size']} px, batch 1, 1 thread (ms, median)")
     ax.set_ylabel(f"test ACER at threshold {DECISION_THRESHOLD:g}")
     ax.set_title("Student zoo: ACER against CPU latency (filled FP32, hollow INT8)", fontsize=10)
     ax.grid(alpha=0.3)
