@@ -25,6 +25,7 @@ include: "workflow/rules/tune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/extended.smk"
+include: "workflow/rules/beyond.smk"
 
 
 rule all:
@@ -108,3 +109,17 @@ rule cross_attack:
     """Leave-one-attack-type-out: S0 without each cross_attack.spoof_types type (needs cross_attack.enabled)."""
     input:
         table_targets("cross_attack"),
+
+
+rule cross_dataset:
+    """External test sets (external_tests): every model at the CelebA-Spoof validation threshold, table and ROC figure."""
+    input:
+        table_targets("cross_dataset"),
+        figure_paths("cross_dataset_roc"),
+
+
+rule zoo:
+    """Student zoo (students): other timm architectures with S0's recipe next to MobileNetV2, table and figure."""
+    input:
+        table_targets("zoo"),
+        figure_paths("zoo_pareto"),

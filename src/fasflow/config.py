@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import yaml
 
@@ -98,6 +99,8 @@ def check_config(config: dict) -> None:
             f"replicates.reference: {config['replicates']['reference']!r} is not in replicates.scenarios"
         )
     check_tune(config["tune"])
+    check_external_tests(config["external_tests"])
+    check_zoo(config)
 
 
 def check_tune(tune: dict) -> None:
@@ -114,7 +117,7 @@ def check_tune(tune: dict) -> None:
 
 
 def check_architectures(config: dict, known: list[str] | None = None) -> None:
-    """models.student and models.teacher must be timm architectures (nearest names in the error).
+    """models.student, models.teacher and the zoo's `students` must be timm architectures (nearest names in the error).
 
     Where Snakemake runs without timm (the rules run in the container), the check is left to the
     jobs, which fail on an unknown name; a warning says so.
@@ -125,10 +128,12 @@ def check_architectures(config: dict, known: list[str] | None = None) -> None:
         except ImportError:
             import warnings
 
-            warnings.warn("timm is not installed where the workflow is parsed: models.* are checked when the jobs run")
+            warnings.warn("timm is not installed where the workflow is parsed: models.* and students are checked when the jobs run")
             return
     for key in ("student", "teacher"):
         check_architecture(config["models"][key], f"models.{key}", known)
+    for name, arch in config["students"].items():
+        check_architecture(arch, f"students.{name}", known)
 
 
 def timm_architectures(cache_dir: str | Path | None = None) -> list[str]:
@@ -215,3 +220,75 @@ def run_settings(config: dict, name: str) -> dict:
 def study_settings(config: dict, scenario: str) -> dict:
     """Settings of the Optuna study of `scenario`: its run's settings plus config["tune"]."""
     return {**run_settings(config, scenario), "tune": config["tune"]}
+
+
+# ---------------------------------------------------------------------------
+# beyond the paper: external test sets (fasflow.external) and the student zoo (fasflow.zoo);
+# read when the workflow is parsed, so nothing here imports more than the standard library
+
+
+def check_external_tests(sets: Mapping[str, Mapping]) -> None:
+    """ConfigError naming the key for combinations the schema cannot express."""
+    for name, spec in sets.items():
+        key = f"external_tests.{name}"
+        if spec["format"] == "table":
+            if not spec["table"]:
+                raise ConfigError(f"{key}.table: a table set needs the CSV or parquet file listing its images")
+            if spec["synthetic"]["enabled"]:
+                raise ConfigError(f"{key}.synthetic: only a folder set can be generated")
+        else:
+            if spec["table"]:
+                raise ConfigError(f"{key}.table: only a table set has a table (format is folder)")
+            generated = {"subject_level": True, "type_level": True, "boxes": "file", "box_units": "pixels"}
+            wrong = {k: v for k, v in generated.items() if spec["synthetic"]["enabled"] and spec[k] != v}
+            if wrong:
+                raise ConfigError(f"{key}: a generated set (synthetic.enabled) is written with {generated}; set {wrong}")
+            if spec["boxes"] == "columns":
+                raise ConfigError(f"{key}.boxes: 'columns' needs format: table (a folder set has box files: boxes: file)")
+
+
+def scored_models(config: Mapping, trained: Sequence[str]) -> list[str]:
+    """The models the cross-dataset table scores: cross_dataset.models (in its order) or every trained model."""
+    chosen = config["cross_dataset"]["models"]
+    if chosen is None:
+        return list(trained)
+    unknown = [m for m in chosen if m not in trained]
+    if unknown:
+        raise ConfigError(f"cross_dataset.models: {unknown} not trained models (have {list(trained)})")
+    return list(chosen)
+
+
+def zoo_models(config: Mapping) -> dict[str, dict]:
+    """name -> {"student", "arch", "recipe"} of every zoo model, in config order (S0 recipe first per student)."""
+    zoo = config["zoo"]
+    out = {}
+    for student, arch in config["students"].items():
+        out[student] = {"student": student, "arch": arch, "recipe": zoo["recipe"]}
+        if zoo["distilled_recipe"]:
+            out[f"{student}_{zoo['distilled_recipe']}"] = {"student": student, "arch": arch, "recipe": zoo["distilled_recipe"]}
+    return out
+
+
+def zoo_run_settings(config: Mapping, name: str) -> dict:
+    """What one zoo model's training depends on (the shape of fasflow.config.run_settings)."""
+    model = zoo_models(config)[name]
+    return {"arch": model["arch"], "train": config["train"], "hyperparameters": config["scenarios"][model["recipe"]]}
+
+
+def check_zoo(config: Mapping) -> None:
+    """ConfigError naming the key: recipes must be untuned scenarios, model names must be new."""
+    scenarios = config["scenarios"]
+    zoo = config["zoo"]
+    for key, name, distilled in (("zoo.recipe", zoo["recipe"], False), ("zoo.distilled_recipe", zoo["distilled_recipe"], True)):
+        if name is None:
+            continue
+        if name not in scenarios:
+            raise ConfigError(f"{key}: {name!r} is not a scenario (have {list(scenarios)})")
+        if scenarios[name]["tune"]:
+            raise ConfigError(f"{key}: scenario {name!r} is tuned; zoo students reuse an untuned scenario's hyperparameters")
+        if scenarios[name]["distill"] != distilled:
+            raise ConfigError(f"{key}: scenario {name!r} must {'' if distilled else 'not '}be distilled (distill: {str(distilled).lower()})")
+    taken = set(scenarios) | {"teacher"}
+    for name in zoo_models(config):
+        if name in taken:
+            raise ConfigError(f"students: model name {name!r} is already a scenario or the teacher; choose another name")

@@ -41,7 +41,11 @@ POLICY_KEYS = {
     "bb_missing": "on_missing_box",
     "bb_malformed": "on_malformed_box",
     "bb_bad": "on_bad_box",
+    "no_face": "on_no_face",  # external test sets located with the face detector (fasflow.external)
 }
+
+# Problems whose image can still be used whole (policy keep).
+KEEPABLE = ("bb_missing", "bb_malformed", "bb_bad", "no_face")
 
 # Sensible for real partial copies: skip and count; keep images whose box is unusable
 # (whole image, counted); refuse label keys that try to leave the root.
@@ -54,6 +58,7 @@ DEFAULT_POLICIES = {
     "on_missing_box": "keep",
     "on_malformed_box": "keep",
     "on_bad_box": "keep",
+    "on_no_face": "keep",
 }
 
 # CelebA-Spoof's official protocols: folders under metas/, each with train_label.json and
@@ -116,7 +121,7 @@ class Tally:
             raise DataError(
                 f"{len(paths)} image(s) with problem '{reason}' and ingest.{POLICY_KEYS[reason]}: fail "
                 f"(e.g. {', '.join(paths[:EXAMPLES_PER_REASON])}{': ' + detail if detail else ''}). "
-                f"Set ingest.{POLICY_KEYS[reason]} to skip{' or keep' if reason.startswith('bb_') else ''} to count them instead."
+                f"Set ingest.{POLICY_KEYS[reason]} to skip{' or keep' if reason in KEEPABLE else ''} to count them instead."
             )
 
     def action(self, reason: str) -> str:
@@ -357,7 +362,7 @@ def ingest(root: str | Path, label_files: list[str], policies: dict[str, str], c
         "usable": table.height,
         "usable_per_label_file": {f: usable_per_file.get(f, 0) for f in label_files},
         "skipped_or_flagged": dict(sorted(tally.counts.items())),
-        "policies": {reason: tally.action(reason) for reason in POLICY_KEYS},
+        "policies": {reason: tally.action(reason) for reason in POLICY_KEYS if reason != "no_face"},  # no detector here
         "examples": {k: v for k, v in sorted(tally.examples.items())},
         "label_folder_mismatch_kept": mismatch,
         "box_status": dict(sorted(Counter(table["box_status"].to_list()).items())),

@@ -502,3 +502,74 @@ def run_table_cross_attack(unseen: Sequence[str], seen: str, spoof_types: Sequen
     from .extended import write_cross_attack
 
     write_cross_attack(dict(zip(spoof_types, unseen)), seen, bootstrap_n, seed, level, csv, md)
+
+
+# ---------------------------------------------------------------------------
+# beyond the paper, continued: external test sets and the student zoo
+
+
+def run_synthesize_external(marker: str, root: str, synthetic: Mapping) -> dict:
+    """A synthetic external set at `root` in another capture style; `marker` is its EXTERNAL.json, written last."""
+    from .external import MARKER, write_shifted_set
+
+    if Path(marker) != Path(root) / MARKER:
+        raise FasflowError(f"synthesize_external: the marker must be {Path(root) / MARKER}, got {marker}")
+    counts = write_shifted_set(root, synthetic["n_subjects"], synthetic["images_per_subject"], synthetic["seed"])
+    get_logger().info("external set written at %s: %s", root, counts)
+    return counts
+
+
+def run_ingest_external(source: str, images: str, report: str, name: str, spec: Mapping, policies: Mapping, threads: int = 1) -> dict:
+    """One external set (`source`: its folder, table or generated marker) -> its images table and problem report."""
+    from .external import ingest_external
+
+    table, counts = ingest_external(name, spec, policies, threads)
+    io.write_parquet(images, table)
+    io.write_json(report, counts)
+    get_logger().info(
+        "external set %s: %d found, %d usable (%d live, %d spoof); flagged %s", name, counts["listed"], counts["usable"],
+        counts["live"], counts["spoof"], counts["skipped_or_flagged"] or "nothing",
+    )
+    return counts
+
+
+def run_predict_external(weights: str, summary: str, faces: str, manifest: str, predictions: str, batch_size: int, device: str) -> None:
+    """P(spoof) of one trained model on the face cache of one external set."""
+    from .data import load_faces
+    from .models import load_trained
+    from .predict import predict_split
+
+    model, info = load_trained(weights, summary)
+    try:
+        array, table = load_faces(faces, manifest)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    scores = predict_split(model, array, table, int(info["input_size"]), batch_size, device)
+    io.write_parquet(predictions, scores)
+    get_logger().info("%s on %s: %d images, %d predicted spoof", info["name"], faces, scores.height, int(scores["pred"].sum()))
+
+
+def run_table_cross_dataset(
+    external: Sequence[str], val: Sequence[str], test: Sequence[str], reports: Sequence[str], sets: Sequence[str], models: Sequence[str],
+    bootstrap_n: int, seed: int, level: float, csv: str, md: str, png: str, pdf: str,
+) -> None:
+    """Cross-dataset table and ROC figure; `external` lists set by set, model by model (cross_dataset_inputs)."""
+    from .external import write_cross_dataset
+
+    files = iter(external)
+    per_set = {s: {m: next(files) for m in models} for s in sets}
+    write_cross_dataset(per_set, dict(zip(models, val)), dict(zip(models, test)), dict(zip(sets, reports)), bootstrap_n, seed, level, csv, md, [png, pdf])
+
+
+def run_table_zoo(
+    metrics: Sequence[str], exports: Sequence[str], latencies: Sequence[str], models: Sequence[str], archs: Sequence[str],
+    recipes: Sequence[str], references: Sequence[str], csv: str, md: str, png: str, pdf: str, int8: Sequence[str] = (),
+) -> None:
+    """Zoo table and ACER-against-latency figure; inputs in the order of `models` (references first)."""
+    from .zoo import write_zoo
+
+    info = {m: {"arch": a, "recipe": r, "reference": m in references} for m, a, r in zip(models, archs, recipes)}
+    write_zoo(
+        models, info, dict(zip(models, metrics)), dict(zip(models, exports)), dict(zip(models, latencies)),
+        dict(zip(models, int8)) if int8 else None, csv, md, [png, pdf],
+    )

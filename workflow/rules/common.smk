@@ -11,8 +11,11 @@ from fasflow.config import (  # noqa: E402
     check_config,
     check_dataset_root,
     run_settings,
+    scored_models,
     study_settings,
     validate_config,
+    zoo_models,
+    zoo_run_settings,
 )
 from fasflow.errors import ConfigError  # noqa: E402
 from fasflow import MODEL_FILES  # noqa: E402
@@ -37,6 +40,17 @@ TABLE_MODELS = sorted(SCENARIOS) + (["teacher"] if EVAL["include_teacher"] else 
 EXPORT = config["export"]
 # Students first, then the teacher as a reference (export.include_teacher).
 EXPORT_MODELS = SCENARIOS + (["teacher"] if EXPORT["include_teacher"] else [])
+# Beyond the paper (workflow/rules/beyond.smk): the student zoo's models, trained next to the
+# scenarios, and the external test sets every trained model is scored on.
+ZOO = zoo_models(config)
+ZOO_MODELS = list(ZOO)
+EXTERNAL_TESTS = config["external_tests"]
+# Roots of the external sets the workflow generates (external_tests.<name>.synthetic).
+SYNTHETIC_EXTERNAL = {
+    os.path.normpath(spec["root"]): name
+    for name, spec in EXTERNAL_TESTS.items()
+    if spec["synthetic"]["enabled"]
+}
 FIGURE_FORMATS = ("png", "pdf")
 TABLE_FORMATS = ("csv", "md")
 
@@ -50,7 +64,10 @@ def one_of(names):
 wildcard_constraints:
     split="train|val|test",
     scenario=one_of(SCENARIOS),
-    name=one_of(MODELS),
+    name=one_of(MODELS + ZOO_MODELS),
+    student=one_of(ZOO_MODELS),
+    ext=one_of(EXTERNAL_TESTS),
+    external_root=one_of(SYNTHETIC_EXTERNAL),
     worker=r"\d+",
     seed=r"\d+",
     spoof_type=r"[a-z0-9_]+",
@@ -421,3 +438,104 @@ def cross_attack_predictions(wildcards=None):
         results(f"cross_attack/without_{spoof_type}/predictions/S0.parquet")
         for spoof_type in CROSS_ATTACK["spoof_types"]
     ]
+
+
+# --- beyond the paper, continued: external test sets and the student zoo (workflow/rules/beyond.smk)
+ZOO_SECTION = config["zoo"]
+# The study's own MobileNetV2 models of the zoo's recipes: the zoo table's reference rows.
+ZOO_REFERENCES = [ZOO_SECTION["recipe"]] + (
+    [ZOO_SECTION["distilled_recipe"]] if ZOO_SECTION["distilled_recipe"] else []
+)
+ZOO_TABLE_MODELS = ZOO_REFERENCES + ZOO_MODELS
+# Every trained model (the study's, then the zoo's) scores every external set, unless
+# cross_dataset.models names some.
+try:
+    SCORED_MODELS = scored_models(config, MODELS + ZOO_MODELS)
+except ConfigError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+
+def synthetic_external_settings(wildcards):
+    """external_tests.<name>.synthetic of the set generated at this root."""
+    return EXTERNAL_TESTS[SYNTHETIC_EXTERNAL[wildcards.external_root]]["synthetic"]
+
+
+def external_source(wildcards):
+    """What an external set's ingest depends on: the generated set's marker, the table, or the set's folder."""
+    spec = EXTERNAL_TESTS[wildcards.ext]
+    if spec["synthetic"]["enabled"]:
+        return {"source": os.path.join(os.path.normpath(spec["root"]), "EXTERNAL.json")}
+    return {"source": spec["table"] if spec["format"] == "table" else spec["root"]}
+
+
+def external_spec(wildcards):
+    return EXTERNAL_TESTS[wildcards.ext]
+
+
+def external_root(wildcards):
+    return EXTERNAL_TESTS[wildcards.ext]["root"]
+
+
+def cross_dataset_inputs(wildcards=None):
+    """Every model's predictions on every external set (set by set), its CelebA-Spoof val and test predictions, the ingest reports."""
+    if not EXTERNAL_TESTS:
+        raise WorkflowError(
+            "external_tests is empty: name at least one external test set (see config/README.md, Cross-dataset tests)"
+        )
+    return {
+        "external": [
+            results(f"external/{ext}/predictions/{name}.parquet")
+            for ext in EXTERNAL_TESTS
+            for name in SCORED_MODELS
+        ],
+        "val": [results(f"predictions/val/{name}.parquet") for name in SCORED_MODELS],
+        "test": [results(f"predictions/{name}.parquet") for name in SCORED_MODELS],
+        "reports": [
+            results(f"external/{ext}/ingest_report.json") for ext in EXTERNAL_TESTS
+        ],
+    }
+
+
+def zoo_student_inputs(wildcards):
+    """Train/val faces, the architecture's ImageNet weights if used, the frozen teacher for a distilled recipe."""
+    model = ZOO[wildcards.student]
+    inputs = {**split_files("train", "val"), **pretrained_inputs(model["arch"])}
+    if config["scenarios"][model["recipe"]]["distill"]:
+        inputs.update(teacher_files())
+    return inputs
+
+
+def zoo_training_settings(wildcards):
+    """What one zoo model's training depends on (fasflow.zoo.zoo_run_settings)."""
+    return zoo_run_settings(config, wildcards.student)
+
+
+def zoo_table_inputs(wildcards=None):
+    """Metrics, export, INT8 and latency reports of the reference models and every zoo model."""
+    if not ZOO_MODELS:
+        raise WorkflowError(
+            "students is empty: name at least one timm architecture (see config/README.md, Student zoo)"
+        )
+    inputs = {
+        "metrics": [results(f"metrics/{name}.json") for name in ZOO_TABLE_MODELS],
+        "exports": [results(f"onnx/{name}.json") for name in ZOO_TABLE_MODELS],
+        "latencies": [results(f"latency/{name}.json") for name in ZOO_TABLE_MODELS],
+    }
+    if int8_enabled():
+        inputs["int8"] = [
+            results(f"onnx/{name}.int8.json") for name in ZOO_TABLE_MODELS
+        ]
+    return inputs
+
+
+def zoo_architectures(wildcards=None):
+    """The timm architecture of every row of the zoo table."""
+    return [
+        ZOO[name]["arch"] if name in ZOO else config["models"]["student"]
+        for name in ZOO_TABLE_MODELS
+    ]
+
+
+def zoo_recipes(wildcards=None):
+    """The scenario whose hyperparameters every row of the zoo table was trained with."""
+    return [ZOO[name]["recipe"] if name in ZOO else name for name in ZOO_TABLE_MODELS]
