@@ -25,9 +25,11 @@ from fasflow.infer import Predictor, read_box_file, read_image
 ROOT = Path(__file__).resolve().parents[1]
 EXPORT_RULES = ["export_onnx", "quantize_onnx", "latency", "table_onnx", "table4", "onnx"]
 MODELS = ["S0", "S1", "S2", "S3"]  # the teacher is left out (export.include_teacher) to keep this quick
+# OpenVINO is left to the unit tests (test_quantize_latency): here it would only add compile time.
 CONFIG = """
 export:
   include_teacher: false
+  openvino: false
   latency: {warmup: 1, runs: 3}
   int8: {calibration_size: 8}
 """
