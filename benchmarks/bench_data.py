@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from bench_train import raw_throughput  # noqa: E402  (benchmarks/ is on sys.path: scripts run from here)
 from fasflow.data import FaceDataset, build_loader, train_transform  # noqa: E402
 from fasflow.faces import write_face_cache  # noqa: E402
 from fasflow.ingest import ingest  # noqa: E402
-from fasflow.models import create_model  # noqa: E402
 from fasflow.splits import choose_subset, split_subjects  # noqa: E402
 
 N_TRAIN, N_TEST, N_SUBJECTS = 494_405, 131_132, 10_177  # 625,537 labelled images in all
@@ -98,27 +98,12 @@ def loader_throughput(faces: np.ndarray, size: int, workers: int, batches: int =
     return seen / (time.perf_counter() - start)
 
 
-def training_throughput(size: int, steps: int = 5) -> float:
-    model = create_model("mobilenetv2_100", dropout=0.2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x, y = torch.randn(32, 3, size, size), torch.randint(0, 2, (32,))
-    model.train()
-    for step in range(steps + 1):
-        if step == 1:
-            start = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return 32 * steps / (time.perf_counter() - start)
-
-
 def bench_loader_vs_training() -> None:
     rng = np.random.default_rng(0)
     for face_size, size in ((256, 224), (56, 48)):
         faces = rng.integers(0, 256, size=(600, face_size, face_size, 3), dtype=np.uint8)
         loader = loader_throughput(faces, size, workers=1)
-        train = training_throughput(size)
+        train = raw_throughput(size, steps=5)
         print(f"{size} px: DataLoader (1 worker) {loader:.0f} img/s, MobileNetV2 training {train:.0f} img/s, ratio {loader / train:.1f}x (target >= 3x)")
 
 

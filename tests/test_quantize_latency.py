@@ -375,3 +375,10 @@ def test_quantization_is_deterministic(workspace, tmp_path):
     for name in ("a", "b"):
         quantize_int8(root / "onnx" / "S0.onnx", tmp_path / f"{name}.onnx", faces, INPUT_SIZE, method="percentile")
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_calibration_passes_hold_the_same_memory_at_every_input_size():
+    assert quantize.calibration_chunk(224) == quantize.CALIBRATION_CHUNK
+    # 48 px: about 21x fewer activations per face, so the demo's 64 faces go in one pass.
+    assert quantize.calibration_chunk(48) >= 64
+    assert quantize.calibration_chunk(512) == quantize.CALIBRATION_CHUNK  # never below the 224 px chunk

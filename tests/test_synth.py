@@ -206,7 +206,10 @@ def test_an_empty_folder_is_fine(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [dict(n_subjects=0), dict(images_per_subject=1), dict(seed=-1), dict(size_range=(8, 40))],
+    [
+        dict(n_subjects=0), dict(images_per_subject=1), dict(seed=-1), dict(size_range=(8, 40)),
+        dict(identity_shortcut=-0.1), dict(identity_shortcut=1.5),
+    ],
 )
 def test_bad_arguments_are_config_errors(tmp_path, args):
     kwargs = dict(n_subjects=2, images_per_subject=3, seed=1, size_range=SMALL) | args
@@ -320,3 +323,77 @@ def test_protocol_files_ingest_with_their_sides(dataset):
     assert (table["protocol_split"] == table["official_split"]).all()
     with pytest.raises(ConfigError, match="unknown CelebA-Spoof protocol"):
         protocol_label_files("protocol3")
+
+
+# ----------------------------------------------------------------------------- planted controls
+
+
+def _pixels(root: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for key in sorted(_labels(root)):
+        with Image.open(root / key) as im:
+            out[key] = np.asarray(im.convert("RGB"), np.float32)
+    return out
+
+
+def _repeats(root: Path) -> tuple[int, int]:
+    """(images that nearly repeat another image of their subject and class, images)."""
+    pixels, labels = _pixels(root), _labels(root)
+    groups: dict[tuple[str, int], list[str]] = {}
+    for key in pixels:
+        groups.setdefault((key.split("/")[2], labels[key][43]), []).append(key)
+    repeated = 0
+    for keys in groups.values():
+        for key in keys:
+            a = pixels[key]
+            # A repeat differs from its capture by sensor noise and a 3% exposure change only.
+            if any(b.shape == a.shape and np.abs(a - b).mean() < 12 for other, b in ((k, pixels[k]) for k in keys) if other != key):
+                repeated += 1
+    return repeated, len(pixels)
+
+
+def test_identity_shortcut_repeats_captures_within_subject_and_class(tmp_path):
+    generate(tmp_path / "off", 10, 9, 4, size_range=SMALL)
+    generate(tmp_path / "on", 10, 9, 4, size_range=SMALL, identity_shortcut=1.0)
+    off, n = _repeats(tmp_path / "off")
+    on, _ = _repeats(tmp_path / "on")
+    assert off == 0
+    assert on == n  # every image of a subject and class is one capture
+    labels_on = _labels(tmp_path / "on")
+    # A repeat carries its capture's spoof type: one type per subject's spoofs at full strength.
+    per_subject: dict[str, set[int]] = {}
+    for key, vec in labels_on.items():
+        if vec[43] == 1:
+            per_subject.setdefault(key.split("/")[2], set()).add(vec[40])
+    assert all(len(types) == 1 for types in per_subject.values())
+    meta = json.loads((tmp_path / "on" / MARKER).read_text())
+    assert meta["params"]["identity_shortcut"] == 1.0 and meta["params"]["distinct_cue"] is True
+
+
+def test_identity_shortcut_strength_sets_the_share_of_repeats(tmp_path):
+    generate(tmp_path / "half", 16, 9, 4, size_range=SMALL, identity_shortcut=0.5)
+    repeated, n = _repeats(tmp_path / "half")
+    # 16 subjects x (2 + 5 non-first images) with probability 0.5, plus the first images they repeat.
+    assert 0.25 * n < repeated < 0.8 * n
+
+
+def test_identity_shortcut_off_lets_the_setting_say_who_not_whether(tmp_path):
+    """k = 0: an independent capture takes either class's setting, half the time each."""
+    from fasflow.synth import _Controls, _make_subjects, _render
+
+    subject = _make_subjects(1, 2, 0.0)[0]
+    a, *_ = _render(subject, 0, np.random.default_rng(1), (40, 40), swap_setting=False)
+    b, *_ = _render(subject, 0, np.random.default_rng(1), (40, 40), swap_setting=True)
+    assert np.abs(a.astype(float) - b.astype(float)).mean() > 5  # the swapped setting shows
+    assert _Controls().identity_shortcut == 0.0
+
+
+def test_distinct_cue_off_changes_only_the_3d_masks(tmp_path):
+    generate(tmp_path / "own", 12, 6, 3, size_range=SMALL)
+    generate(tmp_path / "shared", 12, 6, 3, size_range=SMALL, distinct_cue=False)
+    labels = _labels(tmp_path / "own")
+    assert labels == _labels(tmp_path / "shared")
+    own, shared = _pixels(tmp_path / "own"), _pixels(tmp_path / "shared")
+    changed = {k for k in own if not np.array_equal(own[k], shared[k])}
+    masks = {k for k, v in labels.items() if v[40] == 10}
+    assert masks and changed == masks

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from fasflow.config import run_settings
 from fasflow.losses import class_weights, distillation_loss
 from fasflow.models import MODEL_FILES, create_model, save_weights
-from fasflow.train import EarlyStopping, binary_rates, train_config, train_model
+from fasflow.train import EarlyStopping, binary_rates, lr_factor, train_config, train_model
 
 torch.set_num_threads(1)
 
@@ -192,3 +192,33 @@ def test_resumed_run_carries_the_interrupted_log_over(tmp_path):
     resumed = log.read_text()
     assert "log of the interrupted run" in resumed and "epoch 1/2" in resumed and "epoch 2/2" in resumed
     setup_logging(None)
+
+
+def test_lr_factor_is_the_epoch_cosine_without_warmup():
+    steps = 7
+    for step in range(5 * steps):
+        epoch = step // steps
+        assert lr_factor(step, steps, 5, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi * epoch / 5)))
+    # Epoch 1 runs at the full rate, the last epoch above zero.
+    assert lr_factor(0, steps, 5, 0) == 1.0 and lr_factor(5 * steps - 1, steps, 5, 0) > 0
+
+
+def test_lr_factor_warms_up_linearly_over_the_first_epochs():
+    steps = 10
+    ramp = [lr_factor(i, steps, 6, 2) for i in range(2 * steps)]
+    assert ramp[0] == pytest.approx(1 / 20)
+    assert all(b > a for a, b in zip(ramp, ramp[1:steps]))  # rising through epoch 1
+    # After the warm-up, the cosine alone.
+    assert lr_factor(2 * steps, steps, 6, 2) == pytest.approx(lr_factor(2 * steps, steps, 6, 0))
+
+
+def test_warmup_reaches_the_training_run(tmp_path):
+    plain = run(tmp_path / "plain", run_config(max_epochs=1, warmup_epochs=0))
+    warm = run(tmp_path / "warm", run_config(max_epochs=1, warmup_epochs=1))
+    assert warm["config"]["warmup_epochs"] == 1 and plain["config"]["warmup_epochs"] == 0
+    # The ramp ends at the full rate: the last step of epoch 1 runs at lr in both runs...
+    assert warm["history"][0]["lr"] == pytest.approx(plain["history"][0]["lr"])
+    # ...but the smaller steps before it train other weights.
+    a = load_file(str(tmp_path / "plain" / MODEL_FILES["weights"]))
+    b = load_file(str(tmp_path / "warm" / MODEL_FILES["weights"]))
+    assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -43,9 +43,21 @@ HISTOGRAM_OPTIONS = {
     "percentile": {"num_bins": 2048, "percentile": 99.999},
 }
 GATE_OPS = ("Sigmoid", "HardSigmoid", "Mul", "HardSwish")  # SiLU, squeeze-excite gates
-# Faces per calibration pass: histogram calibrators hold every activation of a pass (EfficientNet-B0
-# at 224 px, 16 faces: about 2.5 GB peak with entropy).
+# Faces per calibration pass at 224 px: histogram calibrators hold every activation of a pass
+# (EfficientNet-B0 at 224 px, 16 faces: about 2.5 GB peak with entropy). Smaller inputs take
+# proportionally more faces per pass (calibration_chunk).
 CALIBRATION_CHUNK = 16
+
+
+def calibration_chunk(input_size: int) -> int:
+    """Faces per calibration pass: the same activation memory as CALIBRATION_CHUNK faces at 224 px.
+
+    Fewer passes matter beyond memory: ORT widens a histogram at its old bin width whenever a later
+    pass reaches further than the first, so a tensor whose first pass was nearly constant can grow
+    to millions of bins, and the entropy search over them (quadratic, in Python) then runs for
+    hours (seen: a from-scratch EfficientNet-B0 at 48 px, 4 passes of 16 faces, over 15 min).
+    """
+    return max(CALIBRATION_CHUNK, int(CALIBRATION_CHUNK * (224 / max(int(input_size), 1)) ** 2))
 PRECISION_INT8 = "int8-static-qdq"
 PRECISION_FALLBACK = "fp32-fallback"
 
@@ -104,7 +116,7 @@ class _Batches:
 def calibrate(pre_path: str | Path, faces: np.ndarray, input_size: int, method: str, cache_path: str | Path) -> Path:
     """Activation ranges of `pre_path` over `faces` with `method`, saved as an ORT calibration cache.
 
-    Faces go through in passes of one batch of CALIBRATION_CHUNK, so memory stays bounded at
+    Faces go through in passes of one batch of `calibration_chunk(input_size)`, so memory stays bounded at
     224 px (histogram calibrators keep every intermediate tensor of a pass until it is binned,
     and stack the batches of a pass: batches of unequal size in one pass would break them).
     The cache lets every exclusion candidate reuse one calibration.
@@ -122,9 +134,10 @@ def calibrate(pre_path: str | Path, faces: np.ndarray, input_size: int, method: 
             calibrate_method=_ort_method(method),
             extra_options=dict(HISTOGRAM_OPTIONS[method]),
         )
-        for start in range(0, len(faces), CALIBRATION_CHUNK):
-            chunk = np.asarray(faces[start : start + CALIBRATION_CHUNK])
-            calibrator.collect_data(_Batches(input_name, preprocessed_batches(chunk, input_size, CALIBRATION_CHUNK)))
+        per_pass = calibration_chunk(input_size)
+        for start in range(0, len(faces), per_pass):
+            chunk = np.asarray(faces[start : start + per_pass])
+            calibrator.collect_data(_Batches(input_name, preprocessed_batches(chunk, input_size, per_pass)))
         save_tensors_data(calibrator.compute_data(), cache_path)
         del calibrator
     return cache_path

@@ -46,6 +46,9 @@ def set_threads(threads: int | None) -> None:
     and through torch directly when it is already imported; steps that need no torch (tables,
     figures, metrics) do not pay for importing it.
     """
+    # Idle OpenMP threads sleep instead of spinning: two jobs sharing the cores otherwise steal
+    # each other's time (2-thread training ran several times slower beside another job).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threads and threads > 0:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = str(int(threads))

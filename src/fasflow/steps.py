@@ -65,7 +65,10 @@ def run_synthesize_dataset(labels: Sequence[str], dataset: Mapping) -> None:
     from .synth import generate
 
     synthetic = dataset["synthetic"]
-    counts = generate(dataset["root"], synthetic["n_subjects"], synthetic["images_per_subject"], synthetic["seed"])
+    counts = generate(
+        dataset["root"], synthetic["n_subjects"], synthetic["images_per_subject"], synthetic["seed"],
+        identity_shortcut=synthetic["identity_shortcut"], distinct_cue=synthetic["distinct_cue"],
+    )
     missing = [p for p in labels if not Path(p).is_file()]
     if missing:
         raise DataError(f"the synthetic dataset has no label file {missing[0]} (dataset.protocol)")

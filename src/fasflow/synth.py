@@ -15,18 +15,30 @@ Design, and why:
 
 * **Identity.** Every subject is a simple drawn face with its own skin tone, face shape,
   eye placement, hair colour/style, mouth and clothing, so a model can recognise people.
-* **Identity leakage.** As in real collections, a subject's spoof images share one capture
-  setting (background colour/texture, the device's colour cast and bezel colour) and its
-  live images share another. A split that puts one subject in train and test lets a
-  model score well by recognising the subject/setting instead of the attack: that is the
-  leakage an identity-aware split removes.
+* **Identity leakage, a planted control (`identity_shortcut`).** In real collections a
+  subject's spoof images are often frames of one recording, one device in one room, and so are
+  their live images. The strength k in [0, 1] plants that: each image after the first of its
+  subject and class repeats that first capture (same scene, pose, light, device and attack
+  medium; new sensor noise) with probability k, and independent captures take their class's
+  setting (background, colour cast, bezel) with probability (1 + k) / 2, the other class's
+  otherwise. A split that puts one subject in train and test then lets a model score well by
+  recognising the scene instead of the attack: the leakage an identity-aware split removes.
+  k = 0 (the default) removes both: no repeats, and a subject's setting says who, not whether.
+  Across subjects both settings come from one distribution: no setting means "spoof" alone.
+* **A spoof type with a cue of its own, a planted control (`distinct_cue`).** The 3D mask
+  (type 10) shows flattened plastic skin, specular spots and eye holes that no other type
+  has, while every print and paper mask shares the halftone (and the masks a cut edge) and
+  every screen the moire. A model that never saw 3D masks has little to flag them with; one
+  that never saw phones still knows moire from PCs and pads. With `distinct_cue=False` the 3D
+  mask is also printed over with the halftone and given a cut-like rim: the print and paper
+  mask cues.
 * **Attack cues a small CNN can learn**, one family per spoof type (index 40):
   print (1 photo, 2 poster, 3 A4): rotated colour halftone dots, desaturation, paper edge;
   screens (7 PC, 8 pad, 9 phone): coloured moire bands on a fine carrier, lifted blacks,
   a bezel whose size depends on the device; masks (4 face, 5 upper body, 6 region):
   printed texture inside a cut-out with a hard paper/shadow edge, the region mask
   slightly misaligned; 3D mask (10): flattened plastic skin, specular spots, dark eye
-  holes and a rim. Spoofs are also a little blurrier on average (overlapping ranges).
+  holes. Spoofs are also a little blurrier on average (overlapping ranges).
 * **No single pixel statistic separates the classes.** Live and spoof images draw their
   colour cast from the same distribution and each image is rescaled to a target mean
   brightness drawn from the same illumination-dependent distribution for both classes;
@@ -149,6 +161,14 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class _Controls:
+    """The planted controls (module docstring): identity shortcut strength, 3D mask cue of its own."""
+
+    identity_shortcut: float = 0.0
+    distinct_cue: bool = True
+
+
+@dataclass(frozen=True)
 class Subject:
     """The fixed appearance of one synthetic person and their two capture settings."""
 
@@ -182,8 +202,12 @@ def generate(
     size_range: tuple[int, int] = (64, 160),
     test_fraction: float = 0.15,
     defects: bool = False,
+    identity_shortcut: float = 0.0,
+    distinct_cue: bool = True,
 ) -> dict:
     """Write a synthetic CelebA-Spoof-format dataset under `root`; return its counts.
+
+    `identity_shortcut` (0-1) and `distinct_cue` set the two planted controls (module docstring).
 
     `root` must not exist, be empty, or hold an earlier synthetic dataset (recognised by
     its SYNTHETIC.json), which is replaced. With `defects=True`, `inject_defects` breaks
@@ -203,19 +227,25 @@ def generate(
         raise ConfigError(f"synthetic dataset: size_range must satisfy 16 <= min <= max, got {size_range}")
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError(f"synthetic dataset: test_fraction must be in [0, 1), got {test_fraction}")
+    identity_shortcut = float(identity_shortcut)
+    if not 0.0 <= identity_shortcut <= 1.0:
+        raise ConfigError(f"synthetic dataset: identity_shortcut must be in [0, 1], got {identity_shortcut}")
+    controls = _Controls(identity_shortcut, bool(distinct_cue))
 
     root = Path(root)
     _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        counts = _write_dataset(tmp, n_subjects, images_per_subject, seed, (lo, hi), test_fraction)
+        counts = _write_dataset(tmp, n_subjects, images_per_subject, seed, (lo, hi), test_fraction, controls)
         params = {
             "n_subjects": n_subjects,
             "images_per_subject": images_per_subject,
             "seed": seed,
             "size_range": [lo, hi],
             "test_fraction": test_fraction,
+            "identity_shortcut": identity_shortcut,
+            "distinct_cue": controls.distinct_cue,
         }
         write_json(tmp / MARKER, {"generator": "fasflow.synth", "params": params, "counts": counts})
         if defects:
@@ -368,7 +398,8 @@ def _make_setting(rng: np.random.Generator) -> Setting:
 
 
 def _write_dataset(
-    tmp: Path, n_subjects: int, per_subject: int, seed: int, size_range: tuple[int, int], test_fraction: float
+    tmp: Path, n_subjects: int, per_subject: int, seed: int, size_range: tuple[int, int], test_fraction: float,
+    controls: _Controls = _Controls(),
 ) -> dict:
     subjects = _make_subjects(n_subjects, seed, test_fraction)
     n_live = max(1, int(round(per_subject / 3)))
@@ -401,10 +432,15 @@ def _write_dataset(
         counts[f"{part}_subjects"] += 1
         ext = "jpg" if part == "train" else "png"
         for j in range(per_subject):
-            spoof_type = 0 if j < n_live else int(spoof_types[s_idx * n_spoof + (j - n_live)])
             image_id = f"{int(image_ids[s_idx * per_subject + j]):06d}"
-            irng = np.random.default_rng([seed, 4, s_idx, j])
-            pixels, box, illum, env, mouth_open = _render(subject, spoof_type, irng, size_range)
+            source = _capture_source(controls.identity_shortcut, seed, s_idx, j, n_live)
+            spoof_type = 0 if source < n_live else int(spoof_types[s_idx * n_spoof + (source - n_live)])
+            irng = np.random.default_rng([seed, 4, s_idx, source])
+            # The other class's setting with probability (1 - k) / 2, from a stream of its own.
+            swap = np.random.default_rng([seed, 7, s_idx, source]).random() < (1.0 - controls.identity_shortcut) / 2
+            pixels, box, illum, env, mouth_open = _render(subject, spoof_type, irng, size_range, swap, controls.distinct_cue)
+            if source != j:  # a repeated capture: the same scene, its own sensor noise
+                pixels = _resample_noise(pixels, np.random.default_rng([seed, 9, s_idx, j]))
             kind = "live" if spoof_type == 0 else "spoof"
             rel = f"Data/{part}/{subject.subject_id}/{kind}/{image_id}.{ext}"
             path = tmp / rel
@@ -417,7 +453,7 @@ def _write_dataset(
             vector[ATTR_SMILING] = int(mouth_open or subject.attributes[ATTR_SMILING])
             vector += [spoof_type, illum if spoof_type else 0, env if spoof_type else 0, int(spoof_type > 0)]
             labels[part][rel] = vector
-            shown.append((rel, part, spoof_type, int(devices[s_idx * n_spoof + (j - n_live)]) if spoof_type else -1))
+            shown.append((rel, part, spoof_type, int(devices[s_idx * n_spoof + (source - n_live)]) if spoof_type else -1))
             counts[kind] += 1
             counts[f"{part}_images"] += 1
             if spoof_type:
@@ -432,6 +468,22 @@ def _write_dataset(
         counts["protocols"][protocol] = {side: len(paths) for side, paths in selected.items()}
     (tmp / DATA_SENTINEL).write_text("written by fasflow.synth; safe to replace\n")
     return counts
+
+
+def _capture_source(shortcut: float, seed: int, s_idx: int, j: int, n_live: int) -> int:
+    """The image whose capture image `j` of a subject repeats: its class's first image with
+    probability `shortcut` (the identity-shortcut control), else itself (an independent capture)."""
+    anchor = 0 if j < n_live else n_live
+    if j == anchor or shortcut <= 0.0:
+        return j
+    return anchor if np.random.default_rng([seed, 8, s_idx, j]).random() < shortcut else j
+
+
+def _resample_noise(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A repeated capture: new sensor noise and a slight exposure change on the same scene."""
+    out = pixels.astype(np.float32) * rng.uniform(0.97, 1.03)
+    out += rng.standard_normal(pixels.shape, dtype=np.float32) * 2.0
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def _protocol_selection(shown: list[tuple[str, str, int, int]]) -> dict[str, dict[str, list[str]]]:
@@ -648,7 +700,7 @@ def _halftone(c: _Canvas, period: float, amp: float, rng: np.random.Generator) -
 def _print_halftone(c: _Canvas, f: _Face, rng: np.random.Generator) -> np.ndarray:
     """The halftone of a print: 3-5 dots across the face, coarse and strong enough to
     survive the demo's 48 px input and to be learnt from scratch in a few epochs."""
-    return _halftone(c, max(3.0, 2 * f.a / rng.uniform(3, 5)), rng.uniform(0.25, 0.4), rng)
+    return _halftone(c, max(3.0, 2 * f.a / rng.uniform(3, 5)), rng.uniform(0.45, 0.6), rng)
 
 
 def _moire(c: _Canvas, f: _Face, amp: float, rng: np.random.Generator) -> np.ndarray:
@@ -669,9 +721,14 @@ def _moire(c: _Canvas, f: _Face, amp: float, rng: np.random.Generator) -> np.nda
 
 
 def _render(
-    subj: Subject, spoof_type: int, rng: np.random.Generator, size_range: tuple[int, int]
+    subj: Subject, spoof_type: int, rng: np.random.Generator, size_range: tuple[int, int],
+    swap_setting: bool = False, distinct_cue: bool = True,
 ) -> tuple[np.ndarray, tuple[float, float, float, float], int, int, bool]:
-    """Render one image; return (uint8 HxWx3, face box in pixels, illumination, environment, mouth open)."""
+    """Render one image; return (uint8 HxWx3, face box in pixels, illumination, environment, mouth open).
+
+    `swap_setting`: capture in the other class's setting of the subject (the identity-shortcut control);
+    `distinct_cue=False`: a 3D mask also carries the print halftone (the distinct-cue control).
+    """
     w = int(rng.integers(size_range[0], size_range[1] + 1))
     h = int(rng.integers(size_range[0], size_range[1] + 1))
     illum = int(rng.choice(list(ILLUMINATION), p=[p for p, _ in ILLUMINATION.values()]))
@@ -679,7 +736,7 @@ def _render(
     mouth_open = bool(rng.random() < 0.3)
     c = _Canvas(h, w)
     live = spoof_type == 0
-    setting = subj.live_setting if live else subj.spoof_setting
+    setting = subj.live_setting if live != swap_setting else subj.spoof_setting
 
     if live or spoof_type in MASK_TYPES or spoof_type == MASK3D_TYPE:
         # The person is in front of the camera (possibly wearing a mask).
@@ -690,9 +747,11 @@ def _render(
         if spoof_type in MASK_TYPES:
             img = _paper_mask(img, c, subj, face, spoof_type, rng, mouth_open)
         elif spoof_type == MASK3D_TYPE:
-            img = _plastic_mask(img, c, face, face_mask, rng)
+            img = _plastic_mask(img, c, face, face_mask, rng, rim=not distinct_cue)
+            if not distinct_cue:
+                _paint_array(img, face_mask, img * _print_halftone(c, face, rng))
     else:
-        face, img = _medium_attack(c, subj, spoof_type, rng, mouth_open)
+        face, img = _medium_attack(c, subj, spoof_type, rng, mouth_open, setting)
 
     # Lighting: back light brightens the background relative to the face.
     if illum == 3:
@@ -718,9 +777,9 @@ def _render(
 
 
 def _medium_attack(
-    c: _Canvas, subj: Subject, spoof_type: int, rng: np.random.Generator, mouth_open: bool
+    c: _Canvas, subj: Subject, spoof_type: int, rng: np.random.Generator, mouth_open: bool, setting: Setting
 ) -> tuple[_Face, np.ndarray]:
-    """A print or a screen showing a live photo of the subject, held in the spoof setting."""
+    """A print or a screen showing a live photo of the subject, held in `setting` (the spoof setting unless swapped)."""
     h, w = c.h, c.w
     # The face is placed exactly as in live images (same size distribution: the box size is
     # no shortcut); the displayed content extends a random distance around it, the medium's
@@ -753,13 +812,13 @@ def _medium_attack(
             content += (60 * np.exp(-(((u - rng.uniform(0.2, 0.8)) / 0.08) ** 2)))[..., None]
     else:  # screen: lifted blacks, moire, faint pixel grid
         content = content * rng.uniform(0.75, 0.9) + rng.uniform(15, 35)
-        content *= _moire(c, face, rng.uniform(0.25, 0.35), rng)
+        content *= _moire(c, face, rng.uniform(0.4, 0.5), rng)
         content *= (1.0 + 0.06 * np.cos(2 * np.pi * c.yy / 2.0))[..., None]
 
-    img = _background(c, subj.spoof_setting, rng)
+    img = _background(c, setting, rng)
     medium = c.rect(x0, y0, x1, y1)
     if bezel:
-        _paint(img, medium, subj.spoof_setting.bezel)
+        _paint(img, medium, setting.bezel)
     elif border:
         _paint(img, medium, (238, 236, 228))  # paper margin
     _paint_array(img, c.rect(vx0, vy0, vx1, vy1), content)
@@ -805,13 +864,15 @@ def _paper_mask(
 
 
 def _plastic_mask(
-    img: np.ndarray, c: _Canvas, face: _Face, face_mask: np.ndarray, rng: np.random.Generator
+    img: np.ndarray, c: _Canvas, face: _Face, face_mask: np.ndarray, rng: np.random.Generator, rim: bool = False
 ) -> np.ndarray:
-    """3D mask: specular spots on forehead and cheeks, a dark rim where the mask ends."""
+    """3D mask: specular spots on forehead and cheeks; with `rim`, a dark edge where the mask ends,
+    like the cut edge of a paper mask (the shared-cue variant of the distinct-cue control)."""
     out = img.copy()
     for ox, oy, r in ((0.0, -0.55, 0.22), (-0.45, 0.15, 0.15), (0.45, 0.15, 0.15)):
         spot = c.ellipse(face.cx + ox * face.a, face.cy + oy * face.b, r * face.a + 0.5, 0.7 * r * face.b + 0.5)
         out += (spot * face_mask * rng.uniform(40, 80))[..., None]
-    _paint(out, c.ring(face_mask, width=2.0) * 0.8, (35, 30, 28))
+    if rim:
+        _paint(out, c.ring(face_mask, width=2.0) * 0.8, (35, 30, 28))
     return out
 

@@ -58,6 +58,7 @@ class TrainConfig:
     crop_scale: tuple[float, float]
     batch_size: int
     max_epochs: int
+    warmup_epochs: int
     num_workers: int
     device: str
     seed: int
@@ -69,7 +70,7 @@ class TrainConfig:
 HYPERPARAMETERS = ("optimizer", "lr", "weight_decay", "dropout", "patience")
 DISTILL_HYPERPARAMETERS = ("alpha", "temperature")
 # Keys of config `train` shared by every run.
-TRAIN_SETTINGS = ("input_size", "batch_size", "max_epochs", "num_workers", "device", "seed", "class_weighted")
+TRAIN_SETTINGS = ("input_size", "batch_size", "max_epochs", "warmup_epochs", "num_workers", "device", "seed", "class_weighted")
 
 
 def train_config(
@@ -99,6 +100,21 @@ def train_config(
         seed=int(train["seed"] if seed is None else seed),
         pretrained=None if pretrained is None else str(pretrained),
     )
+
+
+def lr_factor(step: int, steps_per_epoch: int, max_epochs: int, warmup_epochs: int) -> float:
+    """Learning-rate multiplier at optimizer step `step`: cosine annealing by epoch (the paper's,
+    from 1 at epoch 1 towards 0), times a linear warm-up over the first `warmup_epochs` epochs' steps.
+
+    From scratch, a few thousand images and a large learning rate, the first steps' updates
+    otherwise knock the batch-norm statistics about and cost an epoch or two (the demo).
+    """
+    epoch = step // steps_per_epoch
+    factor = 0.5 * (1.0 + math.cos(math.pi * epoch / max_epochs))
+    warmup_steps = warmup_epochs * steps_per_epoch
+    if step < warmup_steps:
+        factor *= (step + 1) / warmup_steps
+    return factor
 
 
 class EarlyStopping:
@@ -183,7 +199,10 @@ def train_model(
         teacher = frozen(teacher.to(device))
     weight = class_weights(train_labels).to(device) if cfg.class_weighted else None
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    steps_per_epoch = max(1, len(train_labels) // cfg.batch_size if len(train_labels) > cfg.batch_size else 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg.max_epochs, cfg.warmup_epochs)
+    )
     stopper = EarlyStopping(cfg.patience)
     history: list[dict] = []
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -235,11 +254,11 @@ def train_model(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step, for the history
+            scheduler.step()
             total_loss += loss.item() * len(targets)
             seen += len(targets)
         train_seconds = time.perf_counter() - started
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
 
         val_loss, val_scores = evaluate(model, val_loader, device, weight, amp_dtype)
         rates = binary_rates(val_labels, val_scores >= DECISION_THRESHOLD)
