@@ -379,13 +379,15 @@ def test_identity_shortcut_strength_sets_the_share_of_repeats(tmp_path):
 
 def test_identity_shortcut_off_lets_the_setting_say_who_not_whether(tmp_path):
     """k = 0: an independent capture takes either class's setting, half the time each."""
-    from fasflow.synth import _Controls, _make_subjects, _render
+    import inspect
+
+    from fasflow.synth import _make_subjects, _render
 
     subject = _make_subjects(1, 2, 0.0)[0]
     a, *_ = _render(subject, 0, np.random.default_rng(1), (40, 40), swap_setting=False)
     b, *_ = _render(subject, 0, np.random.default_rng(1), (40, 40), swap_setting=True)
     assert np.abs(a.astype(float) - b.astype(float)).mean() > 5  # the swapped setting shows
-    assert _Controls().identity_shortcut == 0.0
+    assert inspect.signature(generate).parameters["identity_shortcut"].default == 0.0
 
 
 def test_distinct_cue_off_changes_only_the_3d_masks(tmp_path):

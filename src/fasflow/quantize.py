@@ -47,6 +47,8 @@ GATE_OPS = ("Sigmoid", "HardSigmoid", "Mul", "HardSwish")  # SiLU, squeeze-excit
 # (EfficientNet-B0 at 224 px, 16 faces: about 2.5 GB peak with entropy). Smaller inputs take
 # proportionally more faces per pass (calibration_chunk).
 CALIBRATION_CHUNK = 16
+PRECISION_INT8 = "int8-static-qdq"
+PRECISION_FALLBACK = "fp32-fallback"
 
 
 def calibration_chunk(input_size: int) -> int:
@@ -58,8 +60,6 @@ def calibration_chunk(input_size: int) -> int:
     hours (seen: a from-scratch EfficientNet-B0 at 48 px, 4 passes of 16 faces, over 15 min).
     """
     return max(CALIBRATION_CHUNK, int(CALIBRATION_CHUNK * (224 / max(int(input_size), 1)) ** 2))
-PRECISION_INT8 = "int8-static-qdq"
-PRECISION_FALLBACK = "fp32-fallback"
 
 
 def calibration_indices(n_faces: int, size: int) -> np.ndarray:

@@ -161,14 +161,6 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class _Controls:
-    """The planted controls (module docstring): identity shortcut strength, 3D mask cue of its own."""
-
-    identity_shortcut: float = 0.0
-    distinct_cue: bool = True
-
-
-@dataclass(frozen=True)
 class Subject:
     """The fixed appearance of one synthetic person and their two capture settings."""
 
@@ -230,14 +222,16 @@ def generate(
     identity_shortcut = float(identity_shortcut)
     if not 0.0 <= identity_shortcut <= 1.0:
         raise ConfigError(f"synthetic dataset: identity_shortcut must be in [0, 1], got {identity_shortcut}")
-    controls = _Controls(identity_shortcut, bool(distinct_cue))
+    distinct_cue = bool(distinct_cue)
 
     root = Path(root)
     _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        counts = _write_dataset(tmp, n_subjects, images_per_subject, seed, (lo, hi), test_fraction, controls)
+        counts = _write_dataset(
+            tmp, n_subjects, images_per_subject, seed, (lo, hi), test_fraction, identity_shortcut, distinct_cue
+        )
         params = {
             "n_subjects": n_subjects,
             "images_per_subject": images_per_subject,
@@ -245,7 +239,7 @@ def generate(
             "size_range": [lo, hi],
             "test_fraction": test_fraction,
             "identity_shortcut": identity_shortcut,
-            "distinct_cue": controls.distinct_cue,
+            "distinct_cue": distinct_cue,
         }
         write_json(tmp / MARKER, {"generator": "fasflow.synth", "params": params, "counts": counts})
         if defects:
@@ -399,7 +393,7 @@ def _make_setting(rng: np.random.Generator) -> Setting:
 
 def _write_dataset(
     tmp: Path, n_subjects: int, per_subject: int, seed: int, size_range: tuple[int, int], test_fraction: float,
-    controls: _Controls = _Controls(),
+    identity_shortcut: float, distinct_cue: bool,
 ) -> dict:
     subjects = _make_subjects(n_subjects, seed, test_fraction)
     n_live = max(1, int(round(per_subject / 3)))
@@ -433,12 +427,12 @@ def _write_dataset(
         ext = "jpg" if part == "train" else "png"
         for j in range(per_subject):
             image_id = f"{int(image_ids[s_idx * per_subject + j]):06d}"
-            source = _capture_source(controls.identity_shortcut, seed, s_idx, j, n_live)
+            source = _capture_source(identity_shortcut, seed, s_idx, j, n_live)
             spoof_type = 0 if source < n_live else int(spoof_types[s_idx * n_spoof + (source - n_live)])
             irng = np.random.default_rng([seed, 4, s_idx, source])
             # The other class's setting with probability (1 - k) / 2, from a stream of its own.
-            swap = np.random.default_rng([seed, 7, s_idx, source]).random() < (1.0 - controls.identity_shortcut) / 2
-            pixels, box, illum, env, mouth_open = _render(subject, spoof_type, irng, size_range, swap, controls.distinct_cue)
+            swap = np.random.default_rng([seed, 7, s_idx, source]).random() < (1.0 - identity_shortcut) / 2
+            pixels, box, illum, env, mouth_open = _render(subject, spoof_type, irng, size_range, swap, distinct_cue)
             if source != j:  # a repeated capture: the same scene, its own sensor noise
                 pixels = _resample_noise(pixels, np.random.default_rng([seed, 9, s_idx, j]))
             kind = "live" if spoof_type == 0 else "spoof"

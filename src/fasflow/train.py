@@ -199,7 +199,7 @@ def train_model(
         teacher = frozen(teacher.to(device))
     weight = class_weights(train_labels).to(device) if cfg.class_weighted else None
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
-    steps_per_epoch = max(1, len(train_labels) // cfg.batch_size if len(train_labels) > cfg.batch_size else 1)
+    steps_per_epoch = max(1, len(train_labels) // cfg.batch_size)  # the loader drops a last partial batch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps_per_epoch, cfg.max_epochs, cfg.warmup_epochs)
     )
