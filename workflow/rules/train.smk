@@ -1,4 +1,6 @@
 # Teacher and student training. Inputs are the train and val splits only: never test.
+# Training and tuning jobs have priority 1: on a few cores the exports of finished models wait
+# instead of pushing the last model's training to the end of the run.
 
 
 # Compute nodes are often offline: weights are fetched where the workflow is launched.
@@ -28,6 +30,7 @@ rule train_teacher:
         logs("train/teacher.log"),
     benchmark:
         benchmarks("train/teacher.tsv")
+    priority: 1
     threads: 2
     params:
         name="teacher",
@@ -46,6 +49,7 @@ rule train_student:
         logs("train/{scenario}.log"),
     benchmark:
         benchmarks("train/{scenario}.tsv")
+    priority: 1
     threads: 2
     params:
         name="{scenario}",

@@ -13,6 +13,7 @@ rule tune_worker:
         logs("tune/{scenario}/worker{worker}.log"),
     benchmark:
         benchmarks("tune/{scenario}/worker{worker}.tsv")
+    priority: 1
     threads: 2
     params:
         scenario="{scenario}",
@@ -48,6 +49,7 @@ rule tune_study:
         logs("tune/{scenario}/study.log"),
     benchmark:
         benchmarks("tune/{scenario}/study.tsv")
+    priority: 1
     threads: 1
     params:
         scenario="{scenario}",
