@@ -212,6 +212,26 @@ def test_lr_factor_warms_up_linearly_over_the_first_epochs():
     assert lr_factor(2 * steps, steps, 6, 2) == pytest.approx(lr_factor(2 * steps, steps, 6, 0))
 
 
+def test_gradient_clipping_bounds_every_step(tmp_path, monkeypatch):
+    real_clip = torch.nn.utils.clip_grad_norm_
+    norms_after = []
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        real_clip(parameters, max_norm, *args, **kwargs)
+        norms_after.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters])).item())
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    plain = run(tmp_path / "plain", run_config(max_epochs=1))
+    assert norms_after == []  # null: no clipping
+    clipped = run(tmp_path / "clipped", run_config(max_epochs=1, grad_clip_norm=1e-3))
+    assert len(norms_after) > 1 and max(norms_after) <= 1e-3 * 1.001
+    assert plain["config"]["grad_clip_norm"] is None and clipped["config"]["grad_clip_norm"] == 1e-3
+    a = load_file(str(tmp_path / "plain" / MODEL_FILES["weights"]))
+    b = load_file(str(tmp_path / "clipped" / MODEL_FILES["weights"]))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_warmup_reaches_the_training_run(tmp_path):
     plain = run(tmp_path / "plain", run_config(max_epochs=1, warmup_epochs=0))
     warm = run(tmp_path / "warm", run_config(max_epochs=1, warmup_epochs=1))

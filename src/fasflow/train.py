@@ -59,6 +59,7 @@ class TrainConfig:
     batch_size: int
     max_epochs: int
     warmup_epochs: int
+    grad_clip_norm: float | None  # largest global gradient norm of a step (None: no clipping)
     num_workers: int
     device: str
     seed: int
@@ -70,7 +71,9 @@ class TrainConfig:
 HYPERPARAMETERS = ("optimizer", "lr", "weight_decay", "dropout", "patience")
 DISTILL_HYPERPARAMETERS = ("alpha", "temperature")
 # Keys of config `train` shared by every run.
-TRAIN_SETTINGS = ("input_size", "batch_size", "max_epochs", "warmup_epochs", "num_workers", "device", "seed", "class_weighted")
+TRAIN_SETTINGS = (
+    "input_size", "batch_size", "max_epochs", "warmup_epochs", "grad_clip_norm", "num_workers", "device", "seed", "class_weighted",
+)
 
 
 def train_config(
@@ -252,6 +255,9 @@ def train_model(
                     loss = F.cross_entropy(logits.float(), targets, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if cfg.grad_clip_norm is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16 loss-scaled ones
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
             scaler.step(optimizer)
             scaler.update()
             lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step, for the history

@@ -157,7 +157,7 @@ def study_settings(settings: dict, scenario: str) -> dict:
         "sampler": tune["sampler"],
         "pruner": tune["pruner"],
         "seed": tune["seed"],
-        "train": {k: train[k] for k in ("input_size", "crop_scale", "batch_size", "warmup_epochs", "seed", "class_weighted")},
+        "train": {k: train[k] for k in ("input_size", "crop_scale", "batch_size", "warmup_epochs", "grad_clip_norm", "seed", "class_weighted")},
     }
 
 
