@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fasflow.errors import ConfigError
+from fasflow.errors import ConfigError, DataError
 from fasflow.extended import (
     cross_attack_table,
     leakage_table,
@@ -128,13 +128,44 @@ def test_leakage_table_difference_and_interval():
     disjoint = fake_predictions(40, 0.2, 0.2, seed=0)
     random = fake_predictions(40, 0.0, 0.0, seed=1, prefix="b")
     overlap = {"disjoint": {"fraction_test_subjects_seen": 0.0}, "random": {"fraction_test_subjects_seen": 1.0}}
-    numbers, text = leakage_table({"S0": {"disjoint": disjoint, "random": random}}, overlap, n_resamples=300, seed=0)
+    numbers, text = leakage_table({"S0": {"disjoint": [disjoint], "random": [random]}}, overlap, [2024], n_resamples=300, seed=0)
     acer = numbers.filter(pl.col("metric") == "acer").row(0, named=True)
     assert acer["random"] == 0.0
     assert acer["difference"] == pytest.approx(-acer["disjoint"])
     assert acer["difference_ci_low"] <= acer["difference"] <= acer["difference_ci_high"] < 0
     assert acer["disjoint_ci_low"] <= acer["disjoint"] <= acer["disjoint_ci_high"]
     assert set(numbers["metric"]) == {"acer", "apcer", "bpcer", "f1", "roc_auc"}
+
+
+def test_leakage_table_averages_training_seeds_on_shared_resamples():
+    overlap = {"disjoint": {"fraction_test_subjects_seen": 0.0}, "random": {"fraction_test_subjects_seen": 1.0}}
+    disjoint = fake_predictions(40, 0.2, 0.2, seed=0)
+    random = fake_predictions(40, 0.05, 0.05, seed=1, prefix="b")
+    # A second training seed that got every random-split image right, and a copy of the first disjoint run.
+    random_lucky = random.with_columns(pl.when(pl.col("label") == 1).then(0.9).otherwise(0.1).alias("score"))
+    one, _ = leakage_table({"S0": {"disjoint": [disjoint], "random": [random]}}, overlap, [1], n_resamples=200, seed=3)
+    two, text = leakage_table(
+        {"S0": {"disjoint": [disjoint, disjoint], "random": [random, random_lucky]}}, overlap, [1, 2], n_resamples=200, seed=3
+    )
+    a1 = one.filter(pl.col("metric") == "acer").row(0, named=True)
+    a2 = two.filter(pl.col("metric") == "acer").row(0, named=True)
+    assert a2["random_seed_2"] == 0.0 and a1["random"] > 0 and a2["random_seed_1"] == pytest.approx(a1["random"])
+    assert a2["random"] == pytest.approx((a2["random_seed_1"] + a2["random_seed_2"]) / 2)
+    assert a2["training_seeds"] == "1 2"
+    # Two identical runs on the same resamples give exactly the one run's interval: the seeds share resamples.
+    assert (a2["disjoint_ci_low"], a2["disjoint_ci_high"]) == (a1["disjoint_ci_low"], a1["disjoint_ci_high"])
+    assert text.row(0, named=True)["per seed"] == f"{a2['random_seed_1'] - a2['disjoint_seed_1']:+.3f}, {-a2['disjoint_seed_2']:+.3f}"
+
+
+def test_leakage_table_refuses_seeds_on_different_test_images():
+    overlap = {"disjoint": {"fraction_test_subjects_seen": 0.0}, "random": {"fraction_test_subjects_seen": 1.0}}
+    disjoint = fake_predictions(10, 0.2, 0.2, seed=0)
+    other = fake_predictions(10, 0.2, 0.2, seed=0, prefix="x")
+    random = fake_predictions(10, 0.0, 0.0, seed=1, prefix="b")
+    with pytest.raises(DataError, match="S0 disjoint: the training seeds' predictions cover different test images"):
+        leakage_table({"S0": {"disjoint": [disjoint, other], "random": [random, random]}}, overlap, [1, 2], n_resamples=10)
+    with pytest.raises(DataError, match="S0 random: 1 prediction files for 2 training seeds"):
+        leakage_table({"S0": {"disjoint": [disjoint, disjoint], "random": [random]}}, overlap, [1, 2], n_resamples=10)
 
 
 def test_cross_attack_table_cuts_to_live_plus_type():
@@ -176,6 +207,15 @@ def test_extended_targets_through_snakemake(tiny_workflow):
     leak = pl.read_csv(wf.path("results/tables/leakage.csv"))
     assert leak["test_subjects_seen_disjoint"].to_list() == [0.0] * 5
     assert set(leak["metric"]) == {"acer", "apcer", "bpcer", "f1", "roc_auc"}
+    # Two training seeds per side: the second's disjoint model is the S0 replicate, its random one its own.
+    acer = leak.filter(pl.col("metric") == "acer").row(0, named=True)
+    replicate = json.loads(wf.path("results/replicates/seed2025/metrics/S0.json").read_text())
+    assert acer["disjoint_seed_2024"] == pytest.approx(main["acer"], abs=1e-6)
+    assert acer["disjoint_seed_2025"] == pytest.approx(replicate["acer"], abs=1e-6)
+    assert acer["disjoint"] == pytest.approx((acer["disjoint_seed_2024"] + acer["disjoint_seed_2025"]) / 2, abs=1e-6)
+    second = json.loads(wf.path("results/leakage/seed2025/models/S0/summary.json").read_text())
+    assert second["seed"] == 2025 and second["variant"]["name"] == "leakage/seed2025"
+    assert not wf.path("results/leakage/seed2024").exists()
 
     # Cross-attack: the model never saw a photo attack, in training or validation.
     cross = pl.read_csv(wf.path("results/tables/cross_attack.csv"))

@@ -3,7 +3,8 @@
 A *variant* is a family of extra training runs with its own folder under results/:
 
 - ``replicates/seed{seed}``: the scenarios retrained with another seed on the same split;
-- ``leakage``: the same subset split at image level at random (identities shared);
+- ``leakage`` (``leakage/seed{seed}`` for other training seeds): the same subset split at image
+  level at random (identities shared);
 - ``cross_attack/without_{type}``: S0 trained without one spoof type (train and val).
 
 Each variant holds ``models/{name}/``, ``predictions/{name}.parquet`` (+ ``val/``) and
@@ -210,33 +211,55 @@ def _bootstrap(df: pl.DataFrame, n_resamples: int, seed: int) -> dict[str, np.nd
     )
 
 
+def _same_images(frames: Sequence[pl.DataFrame], where: str) -> None:
+    """Seeds of one side are averaged resample by resample: they must score the same test images."""
+    paths = [sorted(f["path"].to_list()) for f in frames]
+    if any(p != paths[0] for p in paths[1:]):
+        raise DataError(f"leakage: {where}: the training seeds' predictions cover different test images")
+
+
 def leakage_table(
-    predictions: Mapping[str, Mapping[str, pl.DataFrame]],
+    predictions: Mapping[str, Mapping[str, Sequence[pl.DataFrame]]],
     overlap: Mapping[str, dict],
+    seeds: Sequence[int],
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Metrics of each scenario on the subject-disjoint and the random split and their difference.
 
-    `predictions` maps scenario -> {'disjoint': test predictions, 'random': test predictions};
-    `overlap` maps 'disjoint'/'random' -> identity_overlap() of that split. Each side is
-    bootstrapped over its own test subjects; the two test sets hold different images (and
-    mostly different subjects), so the resamples cannot be paired: the difference's interval
-    is the percentile interval of (random - disjoint) over independent resamples.
+    `predictions` maps scenario -> {'disjoint': test predictions, 'random': test predictions},
+    one frame per training seed (`seeds`, in the same order on both sides); `overlap` maps
+    'disjoint'/'random' -> identity_overlap() of that split. A side's value is the mean over its
+    seeds, so one unlucky training run cannot make or hide the effect. Each side is bootstrapped
+    over its own test subjects, every seed on the same resamples (the seed's metric is averaged
+    resample by resample); the two test sets hold different images (and mostly different
+    subjects), so the sides cannot be paired: the difference's interval is the percentile interval
+    of (random - disjoint) over independent resamples. The interval is over test subjects; the
+    spread between training seeds is in the per-seed columns.
     """
     numbers, text = [], []
     seen = {side: overlap[side]["fraction_test_subjects_seen"] for side in ("disjoint", "random")}
     for scenario in sorted(predictions):
-        sides = predictions[scenario]
-        point = {side: evaluate(sides[side], threshold=DECISION_THRESHOLD) for side in ("disjoint", "random")}
-        # Different seeds for the two sides keep their resamples independent.
-        samples = {side: _bootstrap(sides[side], n_resamples, seed + k) for k, side in enumerate(("disjoint", "random"))}
+        sides = {side: list(frames) for side, frames in predictions[scenario].items()}
+        point, samples = {}, {}
+        for k, side in enumerate(("disjoint", "random")):
+            frames = sides[side]
+            if len(frames) != len(seeds):
+                raise DataError(f"leakage: {scenario} {side}: {len(frames)} prediction files for {len(seeds)} training seeds")
+            _same_images(frames, f"{scenario} {side}")
+            point[side] = [evaluate(f, threshold=DECISION_THRESHOLD) for f in frames]
+            # One bootstrap seed per side: every training seed is scored on the same resamples.
+            per_seed = [_bootstrap(f, n_resamples, seed + k) for f in frames]
+            samples[side] = {m: np.mean([b[m] for b in per_seed], axis=0) for m in LEAKAGE_METRICS}
         for metric in LEAKAGE_METRICS:
-            row = {"scenario": scenario, "metric": metric}
+            row = {"scenario": scenario, "metric": metric, "training_seeds": " ".join(map(str, seeds))}
             for side in ("disjoint", "random"):
-                row[side] = _number(point[side][metric])
+                values = [_number(p[metric]) for p in point[side]]
+                row[side] = float(np.mean(values))
                 row[f"{side}_ci_low"], row[f"{side}_ci_high"] = percentile_interval(samples[side][metric], level)
+                for s, v in zip(seeds, values):
+                    row[f"{side}_seed_{s}"] = v
             row["difference"] = row["random"] - row["disjoint"]
             row["difference_ci_low"], row["difference_ci_high"] = percentile_interval(samples["random"][metric] - samples["disjoint"][metric], level)
             row["test_subjects_seen_disjoint"] = seen["disjoint"]
@@ -249,29 +272,40 @@ def leakage_table(
                     "subject-disjoint": fmt_ci(row["disjoint"], row["disjoint_ci_low"], row["disjoint_ci_high"]),
                     "random (image level)": fmt_ci(row["random"], row["random_ci_low"], row["random_ci_high"]),
                     "random - disjoint": f"{row['difference']:+.4f} [{row['difference_ci_low']:+.4f}, {row['difference_ci_high']:+.4f}]",
+                    "per seed": ", ".join(f"{row[f'random_seed_{s}'] - row[f'disjoint_seed_{s}']:+.3f}" for s in seeds),
                 }
             )
     return pl.DataFrame(numbers), pl.DataFrame(text)
 
 
 def write_leakage(
-    predictions: Mapping[str, Mapping[str, str]], manifests: Mapping[str, tuple[str, str]], n_resamples: int, seed: int, level: float, csv, md
+    predictions: Mapping[str, Mapping[str, Sequence[str]]],
+    manifests: Mapping[str, tuple[str, str]],
+    seeds: Sequence[int],
+    n_resamples: int,
+    seed: int,
+    level: float,
+    csv,
+    md,
 ) -> pl.DataFrame:
-    """Leakage table from the test predictions on both splits; `manifests` maps side -> (train, test) parquet."""
-    frames = {s: {side: read_predictions(p) for side, p in sides.items()} for s, sides in predictions.items()}
+    """Leakage table from the test predictions on both splits, one file per training seed in `seeds`;
+    `manifests` maps side -> (train, test) parquet."""
+    frames = {s: {side: [read_predictions(p) for p in paths] for side, paths in sides.items()} for s, sides in predictions.items()}
     overlap = {}
     for side, (train, test) in manifests.items():
         overlap[side] = identity_overlap(pl.read_parquet(train), pl.read_parquet(test))
-    numbers, text = leakage_table(frames, overlap, n_resamples, seed, level)
+    numbers, text = leakage_table(frames, overlap, seeds, n_resamples, seed, level)
     r, d = overlap["random"], overlap["disjoint"]
+    trained = f"training seed {seeds[0]}" if len(seeds) == 1 else f"the mean over training seeds {', '.join(map(str, seeds))} (one model per seed and split)"
     note = (
         f"Test identities also seen in training: subject-disjoint split {d['test_subjects_seen_in_train']}/{d['test_subjects']} "
         f"subjects ({d['fraction_test_images_seen']:.0%} of test images); random image-level split "
         f"{r['test_subjects_seen_in_train']}/{r['test_subjects']} subjects ({r['fraction_test_images_seen']:.0%} of test images). "
-        f"Same subset, same fractions, same recipe and seed; metrics at threshold {DECISION_THRESHOLD:g}. Intervals: {level:.0%} subject-level "
-        f"percentile bootstrap ({n_resamples} resamples), each split resampled over its own test subjects; the two test "
-        "sets differ, so the difference's interval uses independent resamples of the two sides. A positive difference in "
-        "F1 (negative in the error rates) is the optimism a random split adds."
+        f"Same subset, same fractions, same recipe; each split's value is {trained}; metrics at threshold "
+        f"{DECISION_THRESHOLD:g}. Intervals: {level:.0%} subject-level percentile bootstrap ({n_resamples} resamples), each split "
+        "resampled over its own test subjects (every seed on the same resamples); the two test sets differ, so the difference's "
+        "interval uses independent resamples of the two sides. 'per seed': random - disjoint of each training seed. A positive "
+        "difference in F1 (negative in the error rates) is the optimism a random split adds."
     )
     write_table(numbers, text, csv, md, title="Identity leakage: random vs subject-disjoint split", note=note)
     return numbers

@@ -490,14 +490,20 @@ def run_table_replicates(
 
 def run_table_leakage(
     disjoint: Sequence[str], random: Sequence[str], disjoint_train: str, disjoint_test: str, random_train: str, random_test: str,
-    scenarios: Sequence[str], bootstrap_n: int, seed: int, level: float, csv: str, md: str,
+    scenarios: Sequence[str], training_seeds: Sequence[int], bootstrap_n: int, seed: int, level: float, csv: str, md: str,
 ) -> None:
-    """Identity leakage: each scenario on the random vs the subject-disjoint split."""
+    """Identity leakage: each scenario on the random vs the subject-disjoint split.
+
+    `disjoint` and `random` hold one prediction file per scenario and training seed, scenario by scenario.
+    """
     from .extended import write_leakage
 
-    paths = {s: {"disjoint": d, "random": r} for s, d, r in zip(scenarios, disjoint, random)}
+    n = len(training_seeds)
+    paths = {
+        s: {"disjoint": disjoint[i * n:(i + 1) * n], "random": random[i * n:(i + 1) * n]} for i, s in enumerate(scenarios)
+    }
     manifests = {"disjoint": (disjoint_train, disjoint_test), "random": (random_train, random_test)}
-    write_leakage(paths, manifests, bootstrap_n, seed, level, csv, md)
+    write_leakage(paths, manifests, training_seeds, bootstrap_n, seed, level, csv, md)
 
 
 def run_table_cross_attack(unseen: Sequence[str], seen: str, spoof_types: Sequence[str], bootstrap_n: int, seed: int, level: float, csv: str, md: str) -> None:

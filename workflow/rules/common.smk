@@ -71,7 +71,7 @@ wildcard_constraints:
     worker=r"\d+",
     seed=r"\d+",
     spoof_type=r"[a-z0-9_]+",
-    variant=r"replicates/seed\d+|leakage|cross_attack/without_[a-z0-9_]+",
+    variant=r"replicates/seed\d+|leakage(?:/seed\d+)?|cross_attack/without_[a-z0-9_]+",
     curve="roc|det",
 
 
@@ -390,9 +390,34 @@ def leakage_student_inputs(wildcards):
     )
 
 
+def leakage_seeds():
+    """Training seeds of the leakage comparison (leakage.seeds; none given: the main train.seed)."""
+    return LEAKAGE["seeds"] or [config["train"]["seed"]]
+
+
+def leakage_predictions(side):
+    """Test predictions of each leakage scenario and seed on one split, scenario by scenario.
+
+    The subject-disjoint side is the main study at the main seed and the seed replicates at
+    the others; the random side is results/leakage/ and results/leakage/seed<N>/.
+    """
+    main_seed = config["train"]["seed"]
+    if side == "disjoint":
+        folders = {seed: f"replicates/seed{seed}/" for seed in leakage_seeds()}
+        folders[main_seed] = ""
+    else:
+        folders = {seed: f"leakage/seed{seed}/" for seed in leakage_seeds()}
+        folders[main_seed] = "leakage/"
+    return [
+        results(f"{folders[seed]}predictions/{scenario}.parquet")
+        for scenario in LEAKAGE["scenarios"]
+        for seed in leakage_seeds()
+    ]
+
+
 def variant_predict_inputs(wildcards):
     """The variant's model and the val/test faces of its split (the random split for leakage)."""
-    folder = "leakage/" if wildcards.variant == "leakage" else ""
+    folder = "leakage/" if wildcards.variant.startswith("leakage") else ""
     files = model_files(f"{wildcards.variant}/models/{wildcards.name}")
     return {
         "weights": files["weights"],

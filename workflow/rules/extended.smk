@@ -1,6 +1,6 @@
 # Beyond the paper: seed replicates, the identity-leakage ablation, leave-one-attack-type-out.
 # Each variant's models live under results/<variant>/ in the main study's layout
-# (variant = replicates/seed<N>, leakage, cross_attack/without_<type>) and are trained,
+# (variant = replicates/seed<N>, leakage, leakage/seed<N>, cross_attack/without_<type>) and are trained,
 # scored and measured by the main rules, reused with `use rule ... as ... with:`.
 rule leakage_split:
     """The main study's subset re-split at image level at random (identities shared): the leakage control."""
@@ -58,6 +58,22 @@ use rule train_student as leakage_train_student with:
         name="{scenario}",
         settings=training_settings,
         variant="leakage",
+
+
+use rule train_student as leakage_seed_train_student with:
+    input:
+        unpack(leakage_student_inputs),
+    output:
+        **model_files("leakage/seed{seed}/models/{scenario}"),
+    log:
+        logs("leakage/seed{seed}/train/{scenario}.log"),
+    benchmark:
+        benchmarks("leakage/seed{seed}/train/{scenario}.tsv")
+    params:
+        name="{scenario}",
+        settings=training_settings,
+        seed=replicate_seed,
+        variant="leakage/seed{seed}",
 
 
 use rule train_student as replicate_train_student with:
@@ -173,10 +189,8 @@ rule table_replicates:
 rule table_leakage:
     """ACER, APCER, BPCER, F1 on the subject-disjoint vs the random split, with bootstrap intervals."""
     input:
-        disjoint=[results(f"predictions/{s}.parquet") for s in LEAKAGE["scenarios"]],
-        random=[
-            results(f"leakage/predictions/{s}.parquet") for s in LEAKAGE["scenarios"]
-        ],
+        disjoint=leakage_predictions("disjoint"),
+        random=leakage_predictions("random"),
         disjoint_train=results("faces/train.parquet"),
         disjoint_test=results("faces/test.parquet"),
         random_train=results("leakage/faces/train.parquet"),
@@ -189,6 +203,7 @@ rule table_leakage:
         logs("tables/leakage.log"),
     params:
         scenarios=LEAKAGE["scenarios"],
+        training_seeds=leakage_seeds(),
         bootstrap_n=EVAL["bootstrap_n"],
         seed=EVAL["seed"],
         level=EVAL["ci_level"],
