@@ -117,6 +117,25 @@ def test_profile_requests_gpus_for_training():
         assert res["mem_mb"] >= 8000 and res["runtime"] >= 30, rule
 
 
+def training_rules() -> set[str]:
+    """Every rule of the workflow that trains a model, `use rule ... as` variants included."""
+    names = set()
+    for smk in (ROOT / "workflow/rules").glob("*.smk"):
+        names |= set(re.findall(r"^(?:rule|use rule \w+ as) (\w+)", smk.read_text(), flags=re.M))
+    return {n for n in names if re.search(r"train_(student|teacher)$|tune_worker$", n)}
+
+
+@pytest.mark.parametrize("path", ["profiles/slurm/config.yaml", "profiles/demo/config.yaml"])
+def test_profiles_size_every_training_rule(path):
+    """A training rule missing from a profile falls back to the rule's own threads (and, on SLURM, to no GPU)."""
+    profile = yaml.safe_load((ROOT / path).read_text())
+    rules = training_rules()
+    assert {"train_student", "leakage_seed_train_student", "replicate_tune_worker"} <= rules
+    assert rules - set(profile["set-threads"]) == set()
+    if "set-resources" in profile:
+        assert rules - set(profile["set-resources"]) == set()
+
+
 @pytest.mark.parametrize("path", ["profiles/slurm/config.yaml", "profiles/default/config.yaml"])
 def test_every_profile_entry_is_commented(path):
     lines = (ROOT / path).read_text().splitlines()
