@@ -241,10 +241,9 @@ def leakage_table(
     numbers, text = [], []
     seen = {side: overlap[side]["fraction_test_subjects_seen"] for side in ("disjoint", "random")}
     for scenario in sorted(predictions):
-        sides = {side: list(frames) for side, frames in predictions[scenario].items()}
         point, samples = {}, {}
         for k, side in enumerate(("disjoint", "random")):
-            frames = sides[side]
+            frames = list(predictions[scenario][side])
             if len(frames) != len(seeds):
                 raise DataError(f"leakage: {scenario} {side}: {len(frames)} prediction files for {len(seeds)} training seeds")
             _same_images(frames, f"{scenario} {side}")
