@@ -51,12 +51,12 @@ def predict_split(
     if len(faces) != manifest.height:
         raise DataError(f"{len(faces)} faces but the manifest lists {manifest.height} images")
     device = resolve_device(device) if isinstance(device, str) else device
-    model = model.to(device).eval()
+    model = model.to(device, memory_format=torch.channels_last).eval()  # as in training: faster on CPU and GPU
     labels = manifest["label"].to_numpy()
     loader = build_loader(FaceDataset(faces, labels, eval_transform(input_size)), batch_size, shuffle=False)
     scores, margins = [], []
     for images, _ in loader:
-        score, margin = spoof_scores(model(images.to(device)))
+        score, margin = spoof_scores(model(images.to(device).contiguous(memory_format=torch.channels_last)))
         scores.append(score)
         margins.append(margin)
     score = np.concatenate(scores) if scores else np.empty(0, dtype=np.float64)
