@@ -51,8 +51,15 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert a != c
 
 
-def _gen(root: Path, seed: int) -> Path:
-    generate(root, 4, 6, seed, size_range=SMALL)
+def test_parallel_workers_write_the_same_files(tmp_path):
+    serial = _tree(_gen(tmp_path / "serial", seed=5))
+    parallel = _tree(_gen(tmp_path / "parallel", seed=5, workers=3))
+    assert list(serial) == list(parallel)
+    assert all(serial[k] == parallel[k] for k in serial)
+
+
+def _gen(root: Path, seed: int, workers: int = 1) -> Path:
+    generate(root, 4, 6, seed, size_range=SMALL, workers=workers)
     return root
 
 

@@ -60,14 +60,14 @@ def _plain(value):
 # dataset
 
 
-def run_synthesize_dataset(labels: Sequence[str], dataset: Mapping) -> None:
+def run_synthesize_dataset(labels: Sequence[str], dataset: Mapping, threads: int = 1) -> None:
     """The synthetic CelebA-Spoof-format dataset at dataset.root (demo and tests)."""
     from .synth import generate
 
     synthetic = dataset["synthetic"]
     counts = generate(
         dataset["root"], synthetic["n_subjects"], synthetic["images_per_subject"], synthetic["seed"],
-        identity_shortcut=synthetic["identity_shortcut"], distinct_cue=synthetic["distinct_cue"],
+        identity_shortcut=synthetic["identity_shortcut"], distinct_cue=synthetic["distinct_cue"], workers=threads,
     )
     missing = [p for p in labels if not Path(p).is_file()]
     if missing:

@@ -83,6 +83,8 @@ import math
 import os
 import shutil
 import tempfile
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -196,13 +198,15 @@ def generate(
     defects: bool = False,
     identity_shortcut: float = 0.0,
     distinct_cue: bool = True,
+    workers: int = 1,
 ) -> dict:
     """Write a synthetic CelebA-Spoof-format dataset under `root`; return its counts.
 
     `identity_shortcut` (0-1) and `distinct_cue` set the two planted controls (module docstring).
 
     `root` must not exist, be empty, or hold an earlier synthetic dataset (recognised by
-    its SYNTHETIC.json), which is replaced. With `defects=True`, `inject_defects` breaks
+    its SYNTHETIC.json), which is replaced. `workers` processes render subjects in parallel (the
+    output does not depend on their number). With `defects=True`, `inject_defects` breaks
     a few files afterwards and the returned dict lists them under "defects".
     """
     n_subjects, images_per_subject, seed = int(n_subjects), int(images_per_subject), int(seed)
@@ -230,7 +234,7 @@ def generate(
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         counts = _write_dataset(
-            tmp, n_subjects, images_per_subject, seed, (lo, hi), test_fraction, identity_shortcut, distinct_cue
+            tmp, n_subjects, images_per_subject, seed, (lo, hi), test_fraction, identity_shortcut, distinct_cue, workers
         )
         params = {
             "n_subjects": n_subjects,
@@ -393,7 +397,7 @@ def _make_setting(rng: np.random.Generator) -> Setting:
 
 def _write_dataset(
     tmp: Path, n_subjects: int, per_subject: int, seed: int, size_range: tuple[int, int], test_fraction: float,
-    identity_shortcut: float, distinct_cue: bool,
+    identity_shortcut: float, distinct_cue: bool, workers: int,
 ) -> dict:
     subjects = _make_subjects(n_subjects, seed, test_fraction)
     n_live = max(1, int(round(per_subject / 3)))
@@ -421,31 +425,24 @@ def _write_dataset(
         "test_images": 0,
         "spoof_types": {str(t): 0 for t in range(1, 11)},
     }
-    for s_idx, subject in enumerate(subjects):
+    # Every image has its own random streams, so subjects render in any order: in parallel, then
+    # gathered in subject order (the dataset is byte-identical for any number of workers).
+    jobs = [
+        (tmp, subject, s_idx, per_subject, n_live, image_ids[s_idx * per_subject : (s_idx + 1) * per_subject],
+         spoof_types[s_idx * n_spoof : (s_idx + 1) * n_spoof], seed, size_range, identity_shortcut, distinct_cue)
+        for s_idx, subject in enumerate(subjects)
+    ]
+    if workers > 1:
+        # Processes, not threads (drawing is bound by the GIL); forked, because a spawned child
+        # would re-run the calling script (a Snakemake rule's script has no __main__ guard).
+        with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("fork")) as pool:
+            written = list(pool.map(_write_subject, *zip(*jobs), chunksize=max(1, len(jobs) // (8 * int(workers)))))
+    else:
+        written = [_write_subject(*job) for job in jobs]
+    for s_idx, (subject, images) in enumerate(zip(subjects, written)):
         part = subject.official_split
         counts[f"{part}_subjects"] += 1
-        ext = "jpg" if part == "train" else "png"
-        for j in range(per_subject):
-            image_id = f"{int(image_ids[s_idx * per_subject + j]):06d}"
-            source = _capture_source(identity_shortcut, seed, s_idx, j, n_live)
-            spoof_type = 0 if source < n_live else int(spoof_types[s_idx * n_spoof + (source - n_live)])
-            irng = np.random.default_rng([seed, 4, s_idx, source])
-            # The other class's setting with probability (1 - k) / 2, from a stream of its own.
-            swap = np.random.default_rng([seed, 7, s_idx, source]).random() < (1.0 - identity_shortcut) / 2
-            pixels, box, illum, env, mouth_open = _render(subject, spoof_type, irng, size_range, swap, distinct_cue)
-            if source != j:  # a repeated capture: the same scene, its own sensor noise
-                pixels = _resample_noise(pixels, np.random.default_rng([seed, 9, s_idx, j]))
-            kind = "live" if spoof_type == 0 else "spoof"
-            rel = f"Data/{part}/{subject.subject_id}/{kind}/{image_id}.{ext}"
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _save(Image.fromarray(pixels), path, ext)
-            h, w = pixels.shape[:2]
-            path.with_name(f"{image_id}_BB.txt").write_text(_bb_line(box, w, h, irng))
-            vector = list(subject.attributes)
-            vector[ATTR_MOUTH_OPEN] = int(mouth_open)
-            vector[ATTR_SMILING] = int(mouth_open or subject.attributes[ATTR_SMILING])
-            vector += [spoof_type, illum if spoof_type else 0, env if spoof_type else 0, int(spoof_type > 0)]
+        for rel, kind, spoof_type, source, vector in images:
             labels[part][rel] = vector
             shown.append((rel, part, spoof_type, int(devices[s_idx * n_spoof + (source - n_live)]) if spoof_type else -1))
             counts[kind] += 1
@@ -462,6 +459,39 @@ def _write_dataset(
         counts["protocols"][protocol] = {side: len(paths) for side, paths in selected.items()}
     (tmp / DATA_SENTINEL).write_text("written by fasflow.synth; safe to replace\n")
     return counts
+
+
+def _write_subject(
+    tmp: Path, subject: Subject, s_idx: int, per_subject: int, n_live: int, image_ids: np.ndarray,
+    spoof_types: np.ndarray, seed: int, size_range: tuple[int, int], identity_shortcut: float, distinct_cue: bool,
+) -> list[tuple[str, str, int, int, list[int]]]:
+    """Render and save one subject's images and box files; (path, kind, spoof type, source, label vector) each."""
+    part = subject.official_split
+    ext = "jpg" if part == "train" else "png"
+    images = []
+    for j in range(per_subject):
+        image_id = f"{int(image_ids[j]):06d}"
+        source = _capture_source(identity_shortcut, seed, s_idx, j, n_live)
+        spoof_type = 0 if source < n_live else int(spoof_types[source - n_live])
+        irng = np.random.default_rng([seed, 4, s_idx, source])
+        # The other class's setting with probability (1 - k) / 2, from a stream of its own.
+        swap = np.random.default_rng([seed, 7, s_idx, source]).random() < (1.0 - identity_shortcut) / 2
+        pixels, box, illum, env, mouth_open = _render(subject, spoof_type, irng, size_range, swap, distinct_cue)
+        if source != j:  # a repeated capture: the same scene, its own sensor noise
+            pixels = _resample_noise(pixels, np.random.default_rng([seed, 9, s_idx, j]))
+        kind = "live" if spoof_type == 0 else "spoof"
+        rel = f"Data/{part}/{subject.subject_id}/{kind}/{image_id}.{ext}"
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _save(Image.fromarray(pixels), path, ext)
+        h, w = pixels.shape[:2]
+        path.with_name(f"{image_id}_BB.txt").write_text(_bb_line(box, w, h, irng))
+        vector = list(subject.attributes)
+        vector[ATTR_MOUTH_OPEN] = int(mouth_open)
+        vector[ATTR_SMILING] = int(mouth_open or subject.attributes[ATTR_SMILING])
+        vector += [spoof_type, illum if spoof_type else 0, env if spoof_type else 0, int(spoof_type > 0)]
+        images.append((rel, kind, spoof_type, source, vector))
+    return images
 
 
 def _capture_source(shortcut: float, seed: int, s_idx: int, j: int, n_live: int) -> int:

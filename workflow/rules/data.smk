@@ -9,6 +9,7 @@ if config["dataset"]["synthetic"]["enabled"]:
             labels=label_files(),
         log:
             logs("synthesize_dataset.log"),
+        threads: 4
         params:
             dataset=config["dataset"],
         script:
