@@ -215,7 +215,7 @@ def test_an_empty_folder_is_fine(tmp_path):
     "args",
     [
         dict(n_subjects=0), dict(images_per_subject=1), dict(seed=-1), dict(size_range=(8, 40)),
-        dict(identity_shortcut=-0.1), dict(identity_shortcut=1.5),
+        dict(identity_shortcut=-0.1), dict(identity_shortcut=1.5), dict(workers=0),
     ],
 )
 def test_bad_arguments_are_config_errors(tmp_path, args):

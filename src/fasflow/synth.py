@@ -209,7 +209,7 @@ def generate(
     output does not depend on their number). With `defects=True`, `inject_defects` breaks
     a few files afterwards and the returned dict lists them under "defects".
     """
-    n_subjects, images_per_subject, seed = int(n_subjects), int(images_per_subject), int(seed)
+    n_subjects, images_per_subject, seed, workers = int(n_subjects), int(images_per_subject), int(seed), int(workers)
     if n_subjects < 1:
         raise ConfigError(f"synthetic dataset: n_subjects must be >= 1, got {n_subjects}")
     if images_per_subject < 2:
@@ -218,6 +218,8 @@ def generate(
         )
     if seed < 0:
         raise ConfigError(f"synthetic dataset: seed must be >= 0, got {seed}")
+    if workers < 1:
+        raise ConfigError(f"synthetic dataset: workers must be >= 1, got {workers}")
     lo, hi = (int(v) for v in size_range)
     if not 16 <= lo <= hi:
         raise ConfigError(f"synthetic dataset: size_range must satisfy 16 <= min <= max, got {size_range}")
@@ -435,8 +437,8 @@ def _write_dataset(
     if workers > 1:
         # Processes, not threads (drawing is bound by the GIL); forked, because a spawned child
         # would re-run the calling script (a Snakemake rule's script has no __main__ guard).
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=multiprocessing.get_context("fork")) as pool:
-            written = list(pool.map(_write_subject, *zip(*jobs), chunksize=max(1, len(jobs) // (8 * int(workers)))))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            written = list(pool.map(_write_subject, *zip(*jobs), chunksize=8))
     else:
         written = [_write_subject(*job) for job in jobs]
     for s_idx, (subject, images) in enumerate(zip(subjects, written)):
