@@ -8,6 +8,7 @@ containers, then compares outputs byte for byte / tensor for tensor.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -104,9 +105,38 @@ def test_same_outputs_with_and_without_container(runs):
 
 
 def test_image_name_carries_the_version(image):
-    import re
-
     label = re.search(r"org\.opencontainers\.image\.version\s+(\S+)", (ROOT / "containers/fasflow-cpu.def").read_text())
     assert image.name == f"fasflow-{label.group(1)}-cpu.sif"
     assert image.is_symlink(), "containers/<name>.sif should point into the hash-keyed cache"
     assert ROOT / "containers" == image.parent
+
+
+def test_image_build_refuses_a_disk_without_room(env, tmp_path):
+    """A build that cannot fit stops before it starts, naming the folder, and leaves no file behind."""
+    cache = tmp_path / "cache"
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts/build-image.sh"), "cpu"],
+        capture_output=True,
+        text=True,
+        env={**env, "FASFLOW_IMAGE_CACHE": str(cache), "FASFLOW_IMAGE_MIN_FREE_GB": str(10**9)},
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"needs 1000000000 GB free in \S+, found \d+ GB", r.stderr), r.stderr
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_ci_checks_the_disk_before_installing_anything(tmp_path):
+    """.ci/run stops at once on a full disk, instead of in pip half way through the venv."""
+    r = subprocess.run(
+        ["bash", str(ROOT / ".ci/run")],
+        capture_output=True,
+        text=True,
+        # a tools folder that does not exist: were the check to pass, the run would stop right after it
+        env={**os.environ, "FASFLOW_CI_MIN_FREE_GB": str(10**9), "FASFLOW_CI_TOOLS": str(tmp_path / "none")},
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "GB needed (FASFLOW_CI_MIN_FREE_GB)" in r.stdout
+    assert "need 1000000000 GB" in r.stderr
+    assert "installing apptainer" not in r.stdout
