@@ -63,14 +63,9 @@ else
         [ -d "$d" ] && binds+=(--bind "$d:$d:ro")
     done
     # The build unpacks a ~6.8 GB tree under APPTAINER_TMPDIR and writes a 3.4 GiB SIF into the cache.
-    need_gb=${FASFLOW_IMAGE_MIN_FREE_GB:-11}
     for d in "${APPTAINER_TMPDIR:-/tmp}" "$cache"; do
-        free_gb=$(df -P --block-size=1G "$d" | awk 'NR == 2 {print $4}')
-        if ((free_gb < need_gb)); then
-            echo "error: an image build needs ${need_gb} GB free in $d, found ${free_gb} GB" \
-                "(FASFLOW_IMAGE_MIN_FREE_GB; APPTAINER_TMPDIR / FASFLOW_IMAGE_CACHE move the build)" >&2
-            exit 1
-        fi
+        "$repo/scripts/require-free-space.sh" "$d" "${FASFLOW_IMAGE_MIN_FREE_GB:-11}" \
+            "an image build (FASFLOW_IMAGE_MIN_FREE_GB; APPTAINER_TMPDIR / FASFLOW_IMAGE_CACHE move it)"
     done
     tmp="$image.partial.$$"
     trap 'rm -f "$tmp"' EXIT

@@ -137,6 +137,6 @@ def test_ci_checks_the_disk_before_installing_anything(tmp_path):
         timeout=60,
     )
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "GB needed (FASFLOW_CI_MIN_FREE_GB)" in r.stdout
-    assert "need 1000000000 GB" in r.stderr
+    assert re.search(r"disk: \d+ GB free in \S+, 1000000000 GB needed", r.stderr), r.stderr
+    assert "needs 1000000000 GB free" in r.stderr and "FASFLOW_CI_MIN_FREE_GB" in r.stderr
     assert "installing apptainer" not in r.stdout
