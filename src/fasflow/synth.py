@@ -86,6 +86,7 @@ import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
@@ -429,18 +430,22 @@ def _write_dataset(
     }
     # Every image has its own random streams, so subjects render in any order: in parallel, then
     # gathered in subject order (the dataset is byte-identical for any number of workers).
-    jobs = [
-        (tmp, subject, s_idx, per_subject, n_live, image_ids[s_idx * per_subject : (s_idx + 1) * per_subject],
-         spoof_types[s_idx * n_spoof : (s_idx + 1) * n_spoof], seed, size_range, identity_shortcut, distinct_cue)
-        for s_idx, subject in enumerate(subjects)
-    ]
+    render = partial(
+        _write_subject, tmp, per_subject=per_subject, n_live=n_live, seed=seed, size_range=size_range,
+        identity_shortcut=identity_shortcut, distinct_cue=distinct_cue,
+    )
+    columns = (
+        subjects, range(n_subjects),
+        np.split(image_ids, n_subjects),  # each subject's image ids and spoof types (the last round's extras unused)
+        np.split(spoof_types[: n_subjects * n_spoof], n_subjects),
+    )
     if workers > 1:
         # Processes, not threads (drawing is bound by the GIL); forked, because a spawned child
         # would re-run the calling script (a Snakemake rule's script has no __main__ guard).
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            written = list(pool.map(_write_subject, *zip(*jobs), chunksize=8))
+            written = list(pool.map(render, *columns, chunksize=8))
     else:
-        written = [_write_subject(*job) for job in jobs]
+        written = list(map(render, *columns))
     for s_idx, (subject, images) in enumerate(zip(subjects, written)):
         part = subject.official_split
         counts[f"{part}_subjects"] += 1
@@ -464,8 +469,8 @@ def _write_dataset(
 
 
 def _write_subject(
-    tmp: Path, subject: Subject, s_idx: int, per_subject: int, n_live: int, image_ids: np.ndarray,
-    spoof_types: np.ndarray, seed: int, size_range: tuple[int, int], identity_shortcut: float, distinct_cue: bool,
+    tmp: Path, subject: Subject, s_idx: int, image_ids: np.ndarray, spoof_types: np.ndarray, *,
+    per_subject: int, n_live: int, seed: int, size_range: tuple[int, int], identity_shortcut: float, distinct_cue: bool,
 ) -> list[tuple[str, str, int, int, list[int]]]:
     """Render and save one subject's images and box files; (path, kind, spoof type, source, label vector) each."""
     part = subject.official_split
